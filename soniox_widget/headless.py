@@ -1,0 +1,130 @@
+"""Transcribe an audio file without a browser, through the same upstream session.
+
+Works from a plain script and from a notebook cell: where an event loop already
+runs in this thread (ipykernel), the blocking call runs the session on a
+private loop in a worker thread instead of ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import wave
+from pathlib import Path
+from typing import Any
+
+from .backend import choose_backend
+from .config import SonioxConfig
+from .errors import ConfigError
+from .transcript import Transcript
+from .upstream import UpstreamSession
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 0.1
+_FALLBACK_BYTES_PER_SECOND = 16_000  # 128 kb/s: a safe guess for compressed audio
+
+
+def audio_duration(path: Path) -> float | None:
+    """Seconds of audio in the file, or None if it cannot be told without decoding."""
+    if path.suffix.lower() == ".wav":
+        try:
+            with wave.open(str(path)) as w:
+                return w.getnframes() / float(w.getframerate())
+        except (wave.Error, EOFError):
+            pass
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / 1_000_000
+    except Exception:  # unreadable here; the server will say what is wrong
+        return None
+    return None
+
+
+async def transcribe_file_async(
+    path: str | os.PathLike[str],
+    *,
+    api_key: str | None = None,
+    url: str | None = None,
+    engine: str = "auto",
+    realtime: bool | None = None,
+    on_reply: Any = None,
+    **options: Any,
+) -> Transcript:
+    """Stream a file through an upstream session and return its :class:`Transcript`.
+
+    Args:
+        path: an audio file (wav, mp3, flac, ogg, webm, ...); sent as is with
+            ``audio_format="auto"`` unless you pass a raw ``audio_format``.
+        engine: ``"auto"`` (Soniox with a key, else the offline engine), ``"soniox"``
+            or ``"local"``.
+        realtime: pace the audio at real time (default: yes for Soniox, no for a
+            local server, which can take it faster).
+        on_reply: optional callable receiving each :class:`~soniox_widget.protocol.Reply`.
+        **options: :class:`SonioxConfig` options (language_hints=["en"], ...).
+    """
+    file = Path(path)
+    config = SonioxConfig.from_options(options)
+    try:
+        data = await asyncio.to_thread(file.read_bytes)
+    except (FileNotFoundError, IsADirectoryError):
+        raise FileNotFoundError(f"no audio file at {file}; check the path") from None
+    if not data:
+        raise ConfigError(f"{file} is empty; nothing to transcribe")
+    backend = choose_backend(engine, api_key=api_key, url=url, model=config.model)
+    pace = backend.paces_realtime if realtime is None else realtime
+    seconds = await asyncio.to_thread(audio_duration, file)
+    if not seconds:
+        seconds = len(data) / _FALLBACK_BYTES_PER_SECOND
+        if pace:
+            logger.warning("cannot tell the duration of %s; pacing it as 128 kb/s audio", file)
+    chunk = max(1024, int(len(data) / seconds * CHUNK_SECONDS))
+    transcript = Transcript()
+    async with UpstreamSession(config, api_key=backend.api_key, url=backend.url) as session:
+        async def feed() -> None:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            for n, i in enumerate(range(0, len(data), chunk)):
+                if session.error is not None:
+                    return
+                session.send_audio(data[i : i + chunk])
+                if pace:
+                    await asyncio.sleep(max(0.0, began + (n + 1) * CHUNK_SECONDS - loop.time()))
+                else:
+                    await asyncio.sleep(0)
+            session.end()
+
+        feeder = asyncio.create_task(feed())
+        try:
+            async for reply in session.replies():
+                transcript.apply(reply)
+                if on_reply is not None:
+                    on_reply(reply)
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+    return transcript
+
+
+def transcribe_file(path: str | os.PathLike[str], **kwargs: Any) -> Transcript:
+    """Blocking twin of :func:`transcribe_file_async`; safe inside a notebook cell.
+
+    Example::
+
+        from soniox_widget import transcribe_file
+        print(transcribe_file("speech.wav", language_hints=["en"]).final_text)
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(transcribe_file_async(path, **kwargs))
+    # A loop already runs in this thread (a notebook cell): use a private one.
+    with concurrent.futures.ThreadPoolExecutor(1, "soniox-transcribe") as pool:
+        return pool.submit(asyncio.run, transcribe_file_async(path, **kwargs)).result()

@@ -1,0 +1,71 @@
+"""``python -m soniox_widget.local``: run the Soniox-compatible local server.
+
+Point any Soniox client at the printed URL (e.g. ``SONIOX_WS_URL=ws://127.0.0.1:PORT/
+transcribe-websocket``). The default engine is the offline recognizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from .server import LocalSonioxServer
+from .shared import LocalEngineUnavailable, default_engine
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m soniox_widget.local", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 0) or 0),
+                        help="port (default: PORT, else a free port)")
+    parser.add_argument("--require-key", metavar="KEY_ENV", default=None,
+                        help="require clients to send the key stored in this env variable")
+    parser.add_argument("--engine", choices=["whisper", "scripted"], default="whisper",
+                        help="'whisper' (offline recognition, default) or 'scripted' "
+                        "(deterministic words for testing clients; NOT transcription)")
+    parser.add_argument("--script", default=None, help="words for the scripted engine")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    if args.engine == "scripted":
+        from .scripted_engine import ScriptedEngine
+
+        engine = ScriptedEngine(args.script)
+    else:
+        engine = default_engine()
+    key = os.environ.get(args.require_key) if args.require_key else None
+    if args.require_key and not key:
+        raise SystemExit(f"--require-key {args.require_key}: that variable is not set")
+    server = LocalSonioxServer(engine, host=args.host, port=args.port, api_key=key)
+    async with server:
+        print(f"Soniox-compatible server ({engine.label}) listening on {server.url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    await engine.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(args))
+    except LocalEngineUnavailable as exc:
+        sys.exit(str(exc))
+    except OSError as exc:
+        sys.exit(f"cannot start the server: {exc}")
+
+
+if __name__ == "__main__":
+    main()

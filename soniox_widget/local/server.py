@@ -1,0 +1,359 @@
+"""A Soniox-compatible real-time WebSocket server on 127.0.0.1.
+
+It speaks the same protocol as ``wss://stt-rt.soniox.com/transcribe-websocket``:
+same path, Bearer authentication, the same start-message validation with
+``error_code``/``error_message`` replies, the same reply shapes, ``finalize``,
+``keepalive`` and ``finished``. What turns audio into tokens is a pluggable
+:class:`~soniox_widget.local.engine.Engine`.
+
+Example::
+
+    async with LocalSonioxServer(engine) as server:
+        session = UpstreamSession(url=server.url)
+
+    with LocalSonioxServer(engine) as server:   # runs on a background thread
+        transcribe_file("speech.wav", url=server.url)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import http
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ..auth import APIKey
+from ..config import SonioxConfig
+from ..errors import ConfigError
+from ..protocol import WS_PATH, Reply, error_reply
+from .engine import Engine, EngineError, EngineStream
+
+logger = logging.getLogger(__name__)
+
+#: Soniox closes a session that receives neither audio nor keepalive for a while.
+DEFAULT_IDLE_TIMEOUT = 20.0
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class SessionRecord:
+    """What the server saw of one connection; tests count bytes and check order here."""
+
+    start_message: dict[str, Any] | None = None
+    authorized_by_header: bool = False
+    audio_bytes: int = 0
+    audio_frames: int = 0
+    audio: bytearray | None = None
+    _digest: Any = field(default_factory=hashlib.sha256, repr=False)
+    finalize_requests: int = 0
+    keepalives: int = 0
+    replies_sent: int = 0
+    finished: bool = False
+    error: tuple[int, str] | None = None
+    client_went_away: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def audio_sha256(self) -> str:
+        return self._digest.hexdigest()
+
+
+class LocalSonioxServer:
+    """A Soniox-compatible server; see the module docstring.
+
+    Args:
+        engine: the recognizer shared by all sessions.
+        host: interface to bind; 127.0.0.1 by default (never expose it by accident).
+        port: 0 picks a free port.
+        api_key: when set, connections must present it as ``Authorization: Bearer``.
+        record_audio: keep each session's audio bytes in :attr:`sessions` (tests).
+        idle_timeout: seconds without audio or keepalive before a 408 error.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | APIKey | None = None,
+        record_audio: bool = False,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
+        self.engine = engine
+        self.host = host
+        self.port = port
+        self._key = APIKey(api_key) if isinstance(api_key, str) else api_key
+        self.record_audio = record_audio
+        self.idle_timeout = idle_timeout
+        self.sessions: list[SessionRecord] = []
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    @property
+    def url(self) -> str:
+        if self._server is None and self._thread_loop is None:
+            raise RuntimeError("the server is not running; use 'async with' or 'with' first")
+        return f"ws://{self.host}:{self.port}{WS_PATH}"
+
+    @property
+    def label(self) -> str:
+        return self.engine.label
+
+    # -- asyncio lifecycle --------------------------------------------------------------
+
+    async def start(self) -> LocalSonioxServer:
+        if self._server is not None:
+            return self
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=self._check_request,
+            max_size=MAX_FRAME_BYTES,
+            ping_interval=20,
+            ping_timeout=20,
+            server_header="soniox-widget-local",
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        logger.info("local Soniox-compatible server (%s) on %s", self.engine.label, self.url)
+        return self
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close(close_connections=True)
+            await server.wait_closed()
+        for task in list(self._handlers):
+            task.cancel()
+        for task in list(self._handlers):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def __aenter__(self) -> LocalSonioxServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- thread lifecycle (for scripts and blocking code) ------------------------------
+
+    def start_in_thread(self) -> LocalSonioxServer:
+        """Run the server on its own event loop in a daemon thread; returns when listening."""
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._thread_loop = loop
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self.stop())
+                loop.run_until_complete(self.engine.aclose())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="soniox-local-server", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread = None
+            self._thread_loop = None
+            raise failure[0]
+        return self
+
+    def stop_thread(self) -> None:
+        thread, loop = self._thread, self._thread_loop
+        if thread is None or loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        self._thread = None
+        self._thread_loop = None
+
+    def __enter__(self) -> LocalSonioxServer:
+        return self.start_in_thread()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_thread()
+
+    # -- handshake ---------------------------------------------------------------------
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path != WS_PATH:
+            return connection.respond(http.HTTPStatus.NOT_FOUND,
+                                      f"no WebSocket endpoint at {path}; use {WS_PATH}\n")
+        auth = request.headers.get("Authorization", "")
+        presented = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        if self._key is not None and not self._key.matches(presented):
+            return connection.respond(
+                http.HTTPStatus.UNAUTHORIZED,
+                "missing or invalid API key (send Authorization: Bearer <key>)\n")
+        return None
+
+    # -- one session -------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        record = SessionRecord(audio=bytearray() if self.record_audio else None)
+        record.authorized_by_header = "Authorization" in ws.request.headers
+        self.sessions.append(record)
+        stream: EngineStream | None = None
+        pump: asyncio.Task[None] | None = None
+        try:
+            stream = await self._open(ws, record)
+            if stream is None:
+                return
+            pump = asyncio.create_task(self._pump(ws, stream, record))
+            await self._receive(ws, stream, record, pump)
+            await pump
+        except ConnectionClosed:
+            record.client_went_away = not record.finished
+        except EngineError as exc:
+            await self._send_error(ws, record, exc.error_code, exc.error_message)
+        except Exception:
+            logger.exception("local server session crashed")
+            await self._send_error(ws, record, 500, "internal error in the local engine")
+        finally:
+            if pump is not None and not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pump
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
+            record.done.set()
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _open(self, ws: ServerConnection, record: SessionRecord) -> EngineStream | None:
+        try:
+            first = await asyncio.wait_for(ws.recv(), self.idle_timeout)
+        except TimeoutError:
+            await self._send_error(ws, record, 408, "no start message received; send the "
+                                   "JSON configuration first")
+            return None
+        if not isinstance(first, str):
+            await self._send_error(ws, record, 400, "the first message must be the JSON start "
+                                   "message (a text frame), not audio")
+            return None
+        try:
+            message = json.loads(first)
+        except ValueError:
+            await self._send_error(ws, record, 400, "the start message is not valid JSON")
+            return None
+        record.start_message = {k: v for k, v in message.items() if k != "api_key"} \
+            if isinstance(message, dict) else None
+        if isinstance(message, dict) and "api_key" in message:
+            await self._send_error(
+                ws, record, 400, "api_key in the start message is no longer accepted; "
+                "authenticate with the connection (Authorization: Bearer header)")
+            return None
+        try:
+            config = SonioxConfig.from_start_message(message)
+        except ConfigError as exc:
+            await self._send_error(ws, record, 400, f"invalid start message: {exc}")
+            return None
+        self.engine.check_config(config)
+        return self.engine.open_stream(config)
+
+    async def _receive(self, ws: ServerConnection, stream: EngineStream,
+                       record: SessionRecord, pump: asyncio.Task[None]) -> None:
+        while True:
+            recv = asyncio.ensure_future(asyncio.wait_for(ws.recv(), self.idle_timeout))
+            done, _ = await asyncio.wait({recv, pump}, return_when=asyncio.FIRST_COMPLETED)
+            if recv not in done:  # the engine failed or finished early: stop reading
+                recv.cancel()
+                with contextlib.suppress(BaseException):
+                    await recv
+                return
+            try:
+                message = recv.result()
+            except TimeoutError:
+                raise EngineError(408, f"no audio or keepalive received for "
+                                  f"{self.idle_timeout:g} s; the session was closed") from None
+            if isinstance(message, bytes):
+                if not message:
+                    await stream.end()
+                    return
+                record.audio_bytes += len(message)
+                record.audio_frames += 1
+                record._digest.update(message)
+                if record.audio is not None:
+                    record.audio.extend(message)
+                await stream.push_audio(message)
+                continue
+            if message == "":
+                await stream.end()
+                return
+            try:
+                control = json.loads(message)
+            except ValueError:
+                raise EngineError(400, "text messages must be JSON control messages "
+                                  "(finalize, keepalive) or an empty end-of-stream frame") from None
+            kind = control.get("type") if isinstance(control, dict) else None
+            if kind == "keepalive":
+                record.keepalives += 1
+            elif kind == "finalize":
+                record.finalize_requests += 1
+                silence = control.get("trailing_silence_ms")
+                if silence is not None and (not isinstance(silence, int) or silence < 0):
+                    raise EngineError(400, "trailing_silence_ms must be a non-negative integer")
+                await stream.finalize(silence)
+            else:
+                raise EngineError(400, f"unknown control message type {kind!r}; expected "
+                                  "'finalize' or 'keepalive'")
+
+    async def _pump(self, ws: ServerConnection, stream: EngineStream,
+                    record: SessionRecord) -> None:
+        final_ms = total_ms = 0
+        async for update in stream.updates():
+            final_ms = max(final_ms, update.final_audio_proc_ms)
+            total_ms = max(total_ms, update.total_audio_proc_ms)
+            if not update.final and not update.nonfinal:
+                continue
+            reply = Reply(
+                tokens=tuple(update.final) + tuple(update.nonfinal),
+                final_audio_proc_ms=final_ms,
+                total_audio_proc_ms=total_ms,
+            )
+            await ws.send(reply.dumps())
+            record.replies_sent += 1
+        await ws.send(Reply(final_audio_proc_ms=final_ms, total_audio_proc_ms=total_ms,
+                            finished=True).dumps())
+        record.replies_sent += 1
+        record.finished = True
+        await ws.close()
+
+    async def _send_error(self, ws: ServerConnection, record: SessionRecord,
+                          code: int, message: str) -> None:
+        record.error = (code, message)
+        logger.info("local server session error %s: %s", code, message)
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(error_reply(code, message).dumps())
+            await ws.close()

@@ -1,0 +1,212 @@
+"""The Soniox real-time wire format, as plain data: no sockets, no asyncio.
+
+Both sides of the protocol use this module: ``upstream.py`` (the client) parses
+replies with :func:`parse_reply`, and ``local/`` (the server) builds them with
+:meth:`Reply.to_json`. Keeping one definition means the local engine cannot drift
+from what the client understands.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_WS_URL = "wss://stt-rt.soniox.com/transcribe-websocket"
+WS_PATH = "/transcribe-websocket"
+
+END_TOKEN = "<end>"
+"""Endpoint detected: the speaker finished an utterance."""
+FIN_TOKEN = "<fin>"
+"""The server's answer to a ``finalize`` request."""
+SPECIAL_TOKENS = frozenset({END_TOKEN, FIN_TOKEN})
+
+#: Error codes after which a new session with the same settings will fail again.
+FATAL_ERROR_CODES = frozenset({400, 401, 402})
+#: Error codes worth retrying with a new session (Soniox's own SDKs do so).
+RETRYABLE_ERROR_CODES = frozenset({408, 429, 500, 503})
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow the Soniox protocol."""
+
+
+@dataclass(frozen=True)
+class Token:
+    """One recognised piece of text; ``text`` carries its own leading space."""
+
+    text: str
+    is_final: bool
+    start_ms: int | None = None
+    end_ms: int | None = None
+    confidence: float | None = None
+    speaker: str | None = None
+    language: str | None = None
+    translation_status: str | None = None
+    source_language: str | None = None
+
+    @property
+    def is_special(self) -> bool:
+        """``<end>`` and ``<fin>`` mark events, never words."""
+        return self.text in SPECIAL_TOKENS
+
+    def to_json(self) -> dict[str, Any]:
+        """The token as Soniox sends it (absent fields left out)."""
+        out: dict[str, Any] = {"text": self.text}
+        for name in ("start_ms", "end_ms", "confidence"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        out["is_final"] = self.is_final
+        for name in ("speaker", "language", "translation_status", "source_language"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> Token:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"a token must be a JSON object, got {type(data).__name__}")
+        text = data.get("text")
+        if not isinstance(text, str):
+            raise ProtocolError("a token has no 'text' string")
+
+        def opt(name: str, kind: type | tuple[type, ...]) -> Any:
+            value = data.get(name)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ProtocolError(f"token field {name!r} has the wrong type: {value!r}")
+            return value
+
+        start = opt("start_ms", (int, float))
+        end = opt("end_ms", (int, float))
+        conf = opt("confidence", (int, float))
+        speaker = data.get("speaker")
+        return cls(
+            text=text,
+            is_final=bool(data.get("is_final", False)),
+            start_ms=None if start is None else int(start),
+            end_ms=None if end is None else int(end),
+            confidence=None if conf is None else float(conf),
+            speaker=None if speaker is None else str(speaker),
+            language=opt("language", str),
+            translation_status=opt("translation_status", str),
+            source_language=opt("source_language", str),
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One server → client message.
+
+    An error reply has ``error_code``/``error_message`` set and no tokens; the
+    server closes the connection after it.
+    """
+
+    tokens: tuple[Token, ...] = ()
+    final_audio_proc_ms: int | None = None
+    total_audio_proc_ms: int | None = None
+    finished: bool = False
+    error_code: int | None = None
+    error_message: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_error(self) -> bool:
+        return self.error_code is not None or self.error_message is not None
+
+    @property
+    def final_tokens(self) -> tuple[Token, ...]:
+        return tuple(t for t in self.tokens if t.is_final)
+
+    @property
+    def nonfinal_tokens(self) -> tuple[Token, ...]:
+        return tuple(t for t in self.tokens if not t.is_final)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.is_error:
+            return {"error_code": self.error_code, "error_message": self.error_message or ""}
+        out: dict[str, Any] = {"tokens": [t.to_json() for t in self.tokens]}
+        if self.final_audio_proc_ms is not None:
+            out["final_audio_proc_ms"] = self.final_audio_proc_ms
+        if self.total_audio_proc_ms is not None:
+            out["total_audio_proc_ms"] = self.total_audio_proc_ms
+        if self.finished:
+            out["finished"] = True
+        out.update(self.extra)
+        return out
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), ensure_ascii=False)
+
+
+_KNOWN_REPLY_KEYS = {
+    "tokens",
+    "final_audio_proc_ms",
+    "total_audio_proc_ms",
+    "finished",
+    "error_code",
+    "error_message",
+}
+
+
+def parse_reply(message: str | bytes | dict[str, Any]) -> Reply:
+    """Parse one server message; raise :class:`ProtocolError` if it is not one."""
+    if isinstance(message, dict):
+        data = message
+    else:
+        try:
+            data = json.loads(message)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"reply is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("reply is not a JSON object")
+
+    if "error_code" in data or "error_message" in data:
+        code = data.get("error_code")
+        try:
+            code = int(code) if code is not None else None
+        except (TypeError, ValueError):
+            code = None
+        return Reply(
+            error_code=code,
+            error_message=str(data.get("error_message") or "unknown error"),
+        )
+
+    raw_tokens = data.get("tokens", [])
+    if not isinstance(raw_tokens, list):
+        raise ProtocolError("reply 'tokens' is not a list")
+
+    def ms(name: str) -> int | None:
+        value = data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProtocolError(f"reply field {name!r} is not a number")
+        return int(value)
+
+    return Reply(
+        tokens=tuple(Token.from_json(t) for t in raw_tokens),
+        final_audio_proc_ms=ms("final_audio_proc_ms"),
+        total_audio_proc_ms=ms("total_audio_proc_ms"),
+        finished=bool(data.get("finished", False)),
+        extra={k: v for k, v in data.items() if k not in _KNOWN_REPLY_KEYS},
+    )
+
+
+def error_reply(code: int, message: str) -> Reply:
+    return Reply(error_code=code, error_message=message)
+
+
+# Control messages a client sends (text frames).
+def finalize_message(trailing_silence_ms: int | None = None) -> str:
+    msg: dict[str, Any] = {"type": "finalize"}
+    if trailing_silence_ms is not None:
+        msg["trailing_silence_ms"] = int(trailing_silence_ms)
+    return json.dumps(msg)
+
+
+KEEPALIVE_MESSAGE = json.dumps({"type": "keepalive"})
+END_OF_STREAM = b""
