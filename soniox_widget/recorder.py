@@ -68,7 +68,8 @@ def _friendly(exc: BaseException, backend: Backend | None) -> str:
 class _Recording:
     """One start → finished session, with its chunk bookkeeping."""
 
-    def __init__(self, session_id: str, view: str, upstream: UpstreamSession) -> None:
+    def __init__(self, session_id: str, view: str, upstream: UpstreamSession,
+                 keep_audio: bool) -> None:
         self.id = session_id
         self.view = view
         self.upstream = upstream
@@ -76,6 +77,7 @@ class _Recording:
         self.held: dict[int, bytes] = {}
         self.expected_chunks: int | None = None
         self.bytes_in = 0
+        self.audio = bytearray() if keep_audio else None
         self.task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
         self.error: SonioxError | None = None
@@ -92,6 +94,8 @@ class SonioxRecorder(anywidget.AnyWidget):
         url: a Soniox-compatible WebSocket URL (else ``SONIOX_WS_URL``, else Soniox).
         clear_on_start: start each recording with an empty transcript (default) or
             append to the previous one.
+        keep_audio: keep the last recording's audio bytes in :attr:`last_audio`
+            (the browser's webm/opus at ~4 kB/s), so it can be saved or inspected.
         **options: :class:`SonioxConfig` options (``language_hints=["en"]``, ...).
 
     Traits you can observe: ``status`` (idle, connecting, recording, finishing,
@@ -121,6 +125,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         engine: str = "auto",
         url: str | None = None,
         clear_on_start: bool = True,
+        keep_audio: bool = True,
         audio_bits_per_second: int = 32000,
         timeslice_ms: int = 120,
         **options: Any,
@@ -131,6 +136,7 @@ class SonioxRecorder(anywidget.AnyWidget):
             raise ConfigError("timeslice_ms must be between 20 and 1000 (120 is a good value)")
         super().__init__(audio_bits_per_second=audio_bits_per_second, timeslice_ms=timeslice_ms)
         self.clear_on_start = clear_on_start
+        self.keep_audio = keep_audio
         self._engine_choice = engine
         self._url = url
         self._api_key = api_key  # private attribute; never a trait, never shown
@@ -233,6 +239,8 @@ class SonioxRecorder(anywidget.AnyWidget):
     def _forward(self, rec: _Recording, data: bytes) -> None:
         rec.next_seq += 1
         rec.bytes_in += len(data)
+        if rec.audio is not None:
+            rec.audio.extend(data)
         if rec.upstream.error is None and not rec.upstream.ended:
             rec.upstream.send_audio(data)
 
@@ -263,7 +271,7 @@ class SonioxRecorder(anywidget.AnyWidget):
                        "reason": self.error})
             raise MissingAPIKeyError(self.error)
         upstream = UpstreamSession(config, api_key=backend.api_key, url=backend.url)
-        rec = _Recording(session_id, view, upstream)
+        rec = _Recording(session_id, view, upstream, self.keep_audio)
         self._recording = rec
         if self.clear_on_start:
             self._clear()
@@ -375,6 +383,34 @@ class SonioxRecorder(anywidget.AnyWidget):
     @property
     def is_busy(self) -> bool:
         return self._recording is not None
+
+    @property
+    def last_audio(self) -> bytes:
+        """The audio of the current (or last) recording, exactly as sent upstream.
+
+        From the browser it is a webm/opus (or ogg/mp4) file; ``save_audio`` writes it.
+        """
+        rec = self._recording or self._last_recording
+        return bytes(rec.audio) if rec is not None and rec.audio is not None else b""
+
+    def save_audio(self, path: str | os.PathLike[str]) -> Path:
+        """Write :attr:`last_audio` to ``path`` (e.g. ``"take1.webm"``)."""
+        data = self.last_audio
+        if not data:
+            raise SonioxWidgetError("no audio recorded yet (or keep_audio=False)")
+        out = Path(path)
+        out.write_bytes(data)
+        return out
+
+    @property
+    def audio_stats(self) -> dict[str, int]:
+        """Chunks and bytes received for the current (or last) recording, and bytes the
+        upstream session sent on: equal once a recording has finished."""
+        rec = self._recording or self._last_recording
+        if rec is None:
+            return {"chunks": 0, "bytes": 0, "bytes_sent_upstream": 0}
+        return {"chunks": rec.next_seq, "bytes": rec.bytes_in,
+                "bytes_sent_upstream": rec.upstream.bytes_sent}
 
     def stop(self) -> None:
         """Stop the current recording: the browser sends its last chunk, then the end.

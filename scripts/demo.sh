@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up, then open JupyterLab on the quickstart notebook with a live recorder.
+# Uses Soniox when SONIOX_API_KEY is set (environment or .env), else the offline engine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec .venv/bin/jupyter lab notebooks/quickstart.ipynb --ServerApp.ip=127.0.0.1 "$@"

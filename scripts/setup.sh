@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up everything this project needs on a fresh Debian machine (idempotent).
+#   scripts/setup.sh          the package with the offline engine and JupyterLab (demo)
+#   scripts/setup.sh --test   also the test tools, Chromium and espeak-ng
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+need_apt=()
+if [[ $want_test == 1 ]]; then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+  command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+fi
+if ((${#need_apt[@]})); then
+  echo "==> installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+if [[ $want_test == 1 ]]; then
+  echo "==> installing soniox-widget[dev] (package, offline engine, test tools)"
+  .venv/bin/python -m pip install -q -e ".[dev]"
+else
+  echo "==> installing soniox-widget[local] and JupyterLab"
+  .venv/bin/python -m pip install -q -e ".[local]" "jupyterlab>=4.2" "ipykernel>=6.29"
+fi

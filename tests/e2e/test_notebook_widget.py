@@ -1,0 +1,142 @@
+"""The product end to end: JupyterLab + headless Chromium + fake microphone + kernel.
+
+A notebook cell shows ``SonioxRecorder()`` (no key: the offline local engine), the
+test clicks Record, lets the fake microphone speak, clicks Stop, and checks the
+text in the page, the text in the kernel, and that every byte the browser
+recorded reached the local server.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import (
+    ARTIFACTS,
+    chromium,
+    free_port,
+    open_notebook,
+    read_result,
+    run_cell,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.engine]
+
+WER_BOUND = 0.35  # tiny.en on espeak speech through a fake mic, streamed: see README
+
+REPORT_CELL = """
+import json
+from soniox_widget.local import shared_server
+_stats = rec.audio_stats
+_srv = [s for s in shared_server().sessions if s.audio_bytes]
+json.dump({"final_text": rec.final_text, "status": rec.status, "error": rec.error,
+           "engine": rec.engine_label, "kernel_bytes": _stats["bytes"],
+           "kernel_chunks": _stats["chunks"],
+           "server_bytes": _srv[-1].audio_bytes if _srv else None},
+          open(RESULT, "w"))
+"""
+
+
+def wait_status(page, status: str, timeout_ms: int = 60_000) -> None:
+    page.wait_for_selector(f".jp-OutputArea-output .soniox-recorder[data-status='{status}']",
+                           timeout=timeout_ms)
+
+
+def test_speak_and_see_the_transcript_in_page_and_kernel(lab, speech_wav, tmp_path):
+    from tests.speech import word_error_rate
+
+    wav, spoken = speech_wav
+    name = lab.write_notebook("speak.ipynb", [
+        "from soniox_widget import SonioxRecorder\nrec = SonioxRecorder()\nrec",
+        "RESULT = 'speak.json'\n" + REPORT_CELL,
+    ])
+    with chromium(wav, tmp=tmp_path) as context:
+        page = open_notebook(context, lab, name)
+        run_cell(page, 0)
+        root = page.wait_for_selector(".jp-OutputArea-output .soniox-recorder", timeout=60_000)
+        badge = page.inner_text(".jp-OutputArea-output .soniox-badge")
+        assert "offline" in badge
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "recording")
+        # The WAV has ~4 s of speech then silence; non-final text shows up while speaking.
+        page.wait_for_function(
+            "() => { const el = document.querySelector('.jp-OutputArea-output "
+            ".soniox-transcript'); return el && el.innerText.trim().split(/\\s+/).length >= 3; }",
+            timeout=30_000,
+        )
+        page.wait_for_timeout(3500)
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "idle", timeout_ms=60_000)
+        shown = page.inner_text(".jp-OutputArea-output .soniox-final").strip()
+        browser_bytes = int(root.get_attribute("data-bytes-sent") or -1)
+        page.locator(".jp-OutputArea-output .soniox-recorder").screenshot(
+            path=str(ARTIFACTS / "widget.png"))
+        run_cell(page, 1)
+        result = read_result(lab, "speak.json")
+
+    assert result["error"] == "" and result["status"] == "idle"
+    assert result["engine"] == "local engine (offline)"
+    assert shown == result["final_text"].strip()
+    assert word_error_rate(spoken, shown) <= WER_BOUND, shown
+    assert browser_bytes > 1000
+    assert result["kernel_bytes"] == browser_bytes == result["server_bytes"]
+
+
+def test_microphone_denied_then_allowed(lab, speech_wav, tmp_path):
+    wav, _ = speech_wav
+    name = lab.write_notebook("denied.ipynb", [
+        "from soniox_widget import SonioxRecorder\nrec = SonioxRecorder()\nrec",
+        "import json\njson.dump({'error': rec.error, 'status': rec.status},"
+        " open('denied.json', 'w'))",
+    ])
+    with chromium(wav, fake_ui=False, tmp=tmp_path) as context:
+        page = open_notebook(context, lab, name)
+        context.clear_permissions()
+        run_cell(page, 0)
+        page.wait_for_selector(".jp-OutputArea-output .soniox-recorder", timeout=60_000)
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "error")
+        shown = page.inner_text(".jp-OutputArea-output .soniox-error")
+        run_cell(page, 1)
+        result = read_result(lab, "denied.json")
+        assert "permission" in shown.lower()
+        assert "permission" in result["error"].lower() and result["status"] == "error"
+        # Allowed now: the same widget records again.
+        context.grant_permissions(["microphone"], origin=f"http://127.0.0.1:{lab.port}")
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "recording")
+        page.wait_for_timeout(1500)
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "idle")
+        assert not page.is_visible(".jp-OutputArea-output .soniox-error")
+
+
+def test_unreachable_upstream_shows_its_error_then_records_again(lab, speech_wav, tmp_path):
+    """Nothing listens on the port at first; then a scripted local server does."""
+    wav, _ = speech_wav
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/transcribe-websocket"
+    name = lab.write_notebook("unreachable.ipynb", [
+        f"from soniox_widget import SonioxRecorder\nrec = SonioxRecorder(url={url!r})\nrec",
+        "import json\njson.dump({'error': rec.error, 'status': rec.status},"
+        " open('unreachable.json', 'w'))",
+        "from soniox_widget.local import LocalSonioxServer, ScriptedEngine\n"
+        f"srv = LocalSonioxServer(ScriptedEngine('one two three four five six'), port={port})\n"
+        "srv.start_in_thread()",
+    ])
+    with chromium(wav, tmp=tmp_path) as context:
+        page = open_notebook(context, lab, name)
+        run_cell(page, 0)
+        page.wait_for_selector(".jp-OutputArea-output .soniox-recorder", timeout=60_000)
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "error", timeout_ms=30_000)
+        shown = page.inner_text(".jp-OutputArea-output .soniox-error")
+        run_cell(page, 1)
+        result = read_result(lab, "unreachable.json")
+        assert "Cannot reach" in shown and "Cannot reach" in result["error"]
+        run_cell(page, 2)  # now something listens there
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "recording")
+        page.wait_for_timeout(2000)
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "idle")
+        assert "one two" in page.inner_text(".jp-OutputArea-output .soniox-final")

@@ -1,0 +1,147 @@
+"""A client speaking the original "proxy stream" protocol ⇄ ProxyServer ⇄ local server."""
+
+import asyncio
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from soniox_widget.backend import Backend
+from soniox_widget.local import LocalSonioxServer, ScriptedEngine
+from soniox_widget.proxy import ProxyServer
+
+AUDIO = bytes(range(256)) * 40
+
+
+def backend_for(url: str) -> Backend:
+    return Backend(url, None, "test server", is_local=True)
+
+
+@pytest.fixture
+async def proxy(local_server):
+    async with ProxyServer(backend_for(local_server.url), port=0) as server:
+        yield server
+
+
+async def talk(ws_url: str, frames, **kw) -> list[dict]:
+    replies = []
+    async with connect(ws_url, **kw) as ws:
+        for f in frames:
+            await ws.send(f)
+        async for message in ws:
+            replies.append(json.loads(message))
+    return replies
+
+
+async def test_every_byte_arrives_in_order_and_text_comes_back(proxy, local_server, engine,
+                                                             no_task_leaks):
+    chunks = [AUDIO[i : i + 700] for i in range(0, len(AUDIO), 700)]
+    replies = await talk(proxy.ws_url, [*chunks, ""])
+    record = local_server.sessions[0]
+    assert record.audio_bytes == len(AUDIO)
+    assert record.audio_sha256 == hashlib.sha256(AUDIO).hexdigest()
+    final = "".join(t["text"] for r in replies for t in r.get("tokens", []) if t["is_final"])
+    assert final == engine.text_for(AUDIO)
+    assert replies[-1].get("finished") is True
+    await no_task_leaks()
+
+
+async def test_original_client_path_slash_also_works(proxy, local_server):
+    replies = await talk(f"ws://127.0.0.1:{proxy.port}/", [AUDIO[:300], ""])
+    assert replies[-1]["finished"]
+
+
+async def test_the_page_is_served(proxy):
+    def get(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{proxy.port}{path}", timeout=5) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    status, ctype, body = await asyncio.to_thread(get, "/")
+    assert status == 200 and ctype.startswith("text/html") and "<button" in body
+    with pytest.raises(urllib.error.HTTPError):
+        await asyncio.to_thread(get, "/../../etc/passwd")
+
+
+async def test_non_binary_frame_gets_a_json_error(proxy, local_server, no_task_leaks):
+    replies = await talk(proxy.ws_url, [AUDIO[:300], "hello"])
+    assert "binary" in replies[-1]["error_message"]
+    await asyncio.wait_for(local_server.sessions[0].done.wait(), 5)
+    assert local_server.sessions[0].client_went_away  # upstream was closed, not left open
+    await no_task_leaks()
+
+
+async def test_oversize_frame_gets_a_json_error(local_server, no_task_leaks):
+    async with ProxyServer(backend_for(local_server.url), port=0,
+                           max_frame_bytes=1000) as proxy:
+        replies = await talk(proxy.ws_url, [b"x" * 1500])
+    assert "over the 1000-byte limit" in replies[-1]["error_message"]
+    await no_task_leaks()
+
+
+async def test_finalize_control_message_is_forwarded(proxy, local_server):
+    replies = await talk(proxy.ws_url, [AUDIO[:250], '{"type": "finalize"}', ""])
+    texts = [t["text"] for r in replies for t in r.get("tokens", [])]
+    assert "<fin>" in texts
+    assert local_server.sessions[0].finalize_requests == 1
+
+
+async def test_client_disconnect_mid_stream_closes_upstream(proxy, local_server,
+                                                            no_task_leaks):
+    async with connect(proxy.ws_url) as ws:
+        await ws.send(AUDIO[:500])
+        await ws.recv()
+    await asyncio.wait_for(local_server.sessions[0].done.wait(), 5)
+    assert local_server.sessions[0].client_went_away
+    await no_task_leaks()
+
+
+async def test_unreachable_upstream_reports_error_message(no_task_leaks):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = backend_for(f"ws://127.0.0.1:{port}/transcribe-websocket")
+    async with ProxyServer(dead, port=0) as proxy:
+        replies = await talk(proxy.ws_url, [AUDIO[:100], ""])
+    assert "cannot connect" in replies[-1]["error_message"]
+    await no_task_leaks()
+
+
+async def test_upstream_error_is_relayed(no_task_leaks):
+    engine = ScriptedEngine(bytes_per_word=100, fail_after_bytes=500)
+    async with LocalSonioxServer(engine) as upstream, \
+            ProxyServer(backend_for(upstream.url), port=0) as proxy:
+        replies = await talk(proxy.ws_url, [AUDIO[:400], AUDIO[400:800], ""])
+    assert replies[-1]["error_code"] == 503
+    await no_task_leaks()
+
+
+async def test_foreign_origin_is_refused_same_origin_allowed(proxy):
+    with pytest.raises(InvalidStatus) as info:
+        await talk(proxy.ws_url, [""], origin="http://evil.example")
+    assert info.value.response.status_code == 403
+    own = f"http://127.0.0.1:{proxy.port}"
+    replies = await talk(proxy.ws_url, [AUDIO[:200], ""], origin=own)
+    assert replies[-1]["finished"]
+
+
+async def test_allow_listed_origin(local_server):
+    async with ProxyServer(backend_for(local_server.url), port=0,
+                           allowed_origins=["http://app.example"]) as proxy:
+        replies = await talk(proxy.ws_url, [""], origin="http://app.example")
+    assert replies[-1]["finished"]
+
+
+def test_cli_refuses_to_start_without_a_key_or_engine(tmp_path):
+    """With no key, the proxy needs the local engine; asked for Soniox, it says how to set a key."""
+    result = subprocess.run(
+        [sys.executable, "-m", "soniox_widget.proxy", "--engine", "soniox", "--port", "0"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert result.returncode != 0
+    assert "SONIOX_API_KEY" in result.stderr

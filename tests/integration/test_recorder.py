@@ -1,0 +1,228 @@
+"""SonioxRecorder's kernel side: front-end messages in, traits and view messages out.
+
+The front end is replaced by calls to the same handler the comm calls
+(``_on_front_end_message``), the upstream is a real local server on 127.0.0.1.
+The browser itself is exercised in tests/e2e.
+"""
+
+import asyncio
+import json
+import logging
+import socket
+
+import pytest
+
+from soniox_widget.local import LocalSonioxServer, ScriptedEngine
+from soniox_widget.protocol import Reply, Token
+from soniox_widget.recorder import SonioxRecorder
+
+AUDIO = bytes(range(256)) * 20
+
+
+class Views:
+    """Collects what the kernel sends to the views (the widget's custom messages)."""
+
+    def __init__(self, rec: SonioxRecorder) -> None:
+        self.messages: list[dict] = []
+        rec.send = lambda msg, buffers=None: self.messages.append(msg)
+
+    def of(self, kind):
+        return [m for m in self.messages if m["type"] == kind]
+
+
+def msg(rec, content, buffers=()):
+    rec._on_front_end_message(rec, content, list(buffers))
+
+
+def record(rec, audio, session="s1", view="v1", step=250, order=None):
+    msg(rec, {"type": "start", "session": session, "view": view, "mime_type": "audio/webm"})
+    chunks = [audio[i : i + step] for i in range(0, len(audio), step)]
+    for seq in order or range(len(chunks)):
+        msg(rec, {"type": "chunk", "session": session, "seq": seq}, [memoryview(chunks[seq])])
+    msg(rec, {"type": "stop", "session": session, "chunks": len(chunks)})
+
+
+@pytest.fixture
+def recorder(local_server):
+    rec = SonioxRecorder(url=local_server.url)
+    yield rec
+    rec.close()
+
+
+async def test_recording_flows_to_traits_and_views(recorder, local_server, engine,
+                                                   no_task_leaks):
+    views = Views(recorder)
+    statuses, finals = [], []
+    recorder.observe(lambda c: statuses.append(c["new"]), names="status")
+    recorder.observe(lambda c: finals.append(c["new"]), names="final_text")
+    record(recorder, AUDIO)
+    transcript = await recorder.wait_until_idle(timeout=10)
+    expected = engine.text_for(AUDIO)
+    assert recorder.final_text == transcript.final_text == expected
+    assert finals[-1] == expected and len(finals) > 1  # it grew live
+    assert statuses[0] == "connecting" and statuses[-1] == "idle"
+    assert "finishing" in statuses
+    assert local_server.sessions[0].audio_bytes == len(AUDIO)
+    assert bytes(local_server.sessions[0].audio) == AUDIO
+    assert [t["text"].strip() for t in recorder.tokens] == expected.split()
+    assert recorder.tokens[0].keys() >= {"text", "start_ms", "end_ms", "confidence", "speaker"}
+    # The views got the text as deltas that chain by revision.
+    deltas = views.of("delta")
+    assert "".join(s["text"] for d in deltas for s in d["final"]) == expected
+    assert all(d["base_rev"] + 1 == d["rev"] for d in deltas)
+    assert recorder.active_view == "" and recorder.error == ""
+    await no_task_leaks()
+
+
+async def test_out_of_order_chunks_are_put_back_in_order(recorder, local_server, caplog):
+    caplog.set_level(logging.WARNING)
+    record(recorder, AUDIO, order=[1, 0, 2, 4, 3, *range(5, len(AUDIO) // 250 + 1)])
+    await recorder.wait_until_idle(timeout=10)
+    assert bytes(local_server.sessions[0].audio) == AUDIO
+    assert "holding it" in caplog.text
+
+
+async def test_malformed_messages_are_logged_and_never_crash(recorder, local_server, engine,
+                                                             caplog):
+    caplog.set_level(logging.WARNING)
+    msg(recorder, {"type": "start", "session": "s1", "view": "v1"})
+    msg(recorder, {"type": "chunk", "session": "s1", "seq": 0}, [AUDIO[:300]])
+    msg(recorder, {"type": "what"})                                    # unknown type
+    msg(recorder, {"type": "chunk", "session": "s1", "seq": 1})        # missing buffer
+    msg(recorder, {"type": "chunk", "session": "s1", "seq": 0}, [b"dup"])  # duplicate
+    msg(recorder, {"type": "chunk", "session": "s1", "seq": "x"}, [b"x"])  # bad seq
+    msg(recorder, {"type": "chunk", "session": "other", "seq": 1}, [b"x"])  # stray session
+    msg(recorder, ["not", "a", "dict"])
+    msg(recorder, {"type": "chunk", "session": "s1", "seq": 1}, [AUDIO[300:600]])
+    msg(recorder, {"type": "stop", "session": "s1", "chunks": 2})
+    await recorder.wait_until_idle(timeout=10)
+    for text in ("unknown message type", "no binary buffer", "twice or out of order",
+                 "valid seq", "not recording", "expected a JSON object"):
+        assert text in caplog.text
+    assert bytes(local_server.sessions[0].audio) == AUDIO[:600]
+    assert recorder.final_text == engine.text_for(AUDIO[:600])
+
+
+async def test_second_view_is_rejected_while_one_records(recorder):
+    views = Views(recorder)
+    msg(recorder, {"type": "start", "session": "s1", "view": "v1"})
+    msg(recorder, {"type": "start", "session": "s2", "view": "v2"})
+    assert views.of("rejected")[0]["view"] == "v2"
+    assert recorder.active_view == "v1"
+    msg(recorder, {"type": "stop", "session": "s1", "chunks": 0})
+    await recorder.wait_until_idle(timeout=10)
+
+
+async def test_snapshot_for_a_new_view(recorder):
+    views = Views(recorder)
+    record(recorder, AUDIO)
+    await recorder.wait_until_idle(timeout=10)
+    msg(recorder, {"type": "snapshot_request"})
+    snap = views.of("snapshot")[-1]
+    assert "".join(s["text"] for s in snap["segments"]) == recorder.final_text
+    assert snap["rev"] == views.of("delta")[-1]["rev"]
+
+
+async def test_unreachable_upstream_sets_error_and_can_record_again(local_server, engine,
+                                                                    no_task_leaks):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rec = SonioxRecorder(url=f"ws://127.0.0.1:{port}/transcribe-websocket")
+    views = Views(rec)
+    record(rec, AUDIO[:500])
+    with pytest.raises(Exception, match="Cannot reach"):
+        await rec.wait_until_idle(timeout=10)
+    assert rec.status == "error" and "Cannot reach" in rec.error
+    assert views.of("stop_request")  # the browser is told to release the microphone
+    rec._url = local_server.url
+    rec._resolve_backend()
+    record(rec, AUDIO, session="s2")
+    await rec.wait_until_idle(timeout=10)
+    assert rec.status == "idle" and rec.error == ""
+    assert rec.final_text == engine.text_for(AUDIO)
+    rec.close()
+    await no_task_leaks()
+
+
+async def test_microphone_denied_abort(recorder, local_server, no_task_leaks):
+    msg(recorder, {"type": "start", "session": "s1", "view": "v1"})
+    await asyncio.sleep(0.05)
+    msg(recorder, {"type": "abort", "session": "s1", "kind": "mic-denied",
+                   "message": "Microphone permission was denied."})
+    with pytest.raises(Exception, match="denied"):
+        await recorder.wait_until_idle(timeout=5)
+    assert recorder.status == "error" and "denied" in recorder.error
+    assert recorder.active_view == ""
+    await no_task_leaks()
+
+
+async def test_upstream_error_mid_stream(no_task_leaks):
+    engine = ScriptedEngine(bytes_per_word=100, fail_after_bytes=1000)
+    async with LocalSonioxServer(engine) as server:
+        rec = SonioxRecorder(url=server.url)
+        record(rec, AUDIO)
+        with pytest.raises(Exception, match="503"):
+            await rec.wait_until_idle(timeout=10)
+        assert rec.status == "error" and "503" in rec.error
+        rec.close()
+    await no_task_leaks()
+
+
+async def test_feed_and_stop_from_python(recorder, local_server, engine):
+    for i in range(0, len(AUDIO), 512):
+        recorder.feed(AUDIO[i : i + 512])
+    recorder.finalize()
+    recorder.stop()
+    t = await recorder.wait_until_idle(timeout=10)
+    assert t.final_text == engine.text_for(AUDIO)
+    assert [e.kind for e in t.events] == ["finalized"]
+
+
+async def test_transcribe_file_through_the_widget(recorder, local_server, engine, tmp_path):
+    path = tmp_path / "audio.webm"
+    path.write_bytes(AUDIO)
+    t = await recorder.transcribe_file(path, realtime=False)
+    assert t.final_text == engine.text_for(AUDIO) == recorder.final_text
+    assert local_server.sessions[0].audio_bytes == len(AUDIO)
+
+
+async def test_close_mid_recording_leaves_nothing(local_server, no_task_leaks):
+    rec = SonioxRecorder(url=local_server.url)
+    msg(rec, {"type": "start", "session": "s1", "view": "v1"})
+    msg(rec, {"type": "chunk", "session": "s1", "seq": 0}, [AUDIO[:300]])
+    await asyncio.sleep(0.05)
+    rec.close()
+    await asyncio.wait_for(local_server.sessions[0].done.wait(), 5)
+    await no_task_leaks()
+
+
+def test_key_never_in_widget_state_or_repr(local_server):
+    secret = "sk-super-secret-123456"
+    rec = SonioxRecorder(url=local_server.url, api_key=secret)
+    state = json.dumps(rec.get_state(), default=str)
+    assert secret not in state and secret not in repr(rec)
+    assert not any("key" in name for name in rec.keys)
+    rec.close()
+
+
+def test_bad_options_fail_at_construction():
+    with pytest.raises(Exception, match="unknown option"):
+        SonioxRecorder(url="ws://127.0.0.1:9/x", langage_hints=["en"])
+
+
+async def test_bytes_per_update_do_not_grow_with_the_transcript(recorder):
+    """A long session: the 5000th update costs what the 10th did (deltas, not snapshots)."""
+    views = Views(recorder)
+    sizes = []
+    for i in range(5000):
+        recorder._apply(Reply(tokens=(
+            Token(f" word{i % 10}", True, i * 400, i * 400 + 300, 0.9),
+            Token(" next", False),
+        )))
+        sizes.append(len(json.dumps(views.messages[-1])))
+    early, late = sizes[10], sizes[4999]
+    assert len(recorder.final_text) > 30000
+    assert late <= early + 8  # same shape; only the digits of rev and base_rev grow
+    msg(recorder, {"type": "snapshot_request"})
+    assert len(json.dumps(views.messages[-1])) > 30000  # a snapshot is whole, once per view

@@ -1,0 +1,97 @@
+import pytest
+
+from soniox_widget import ConfigError, SonioxConfig
+from soniox_widget.config import DEFAULT_MODEL, resolve_ws_url
+from soniox_widget.protocol import DEFAULT_WS_URL
+
+
+def test_defaults_make_a_minimal_start_message_without_a_key():
+    msg = SonioxConfig().to_start_message()
+    assert msg == {"model": DEFAULT_MODEL, "audio_format": "auto"}
+    assert "api_key" not in msg
+
+
+def test_all_options_reach_the_start_message():
+    cfg = SonioxConfig(
+        language_hints=["en", "de"],
+        context="medical terms",
+        enable_speaker_diarization=True,
+        enable_language_identification=True,
+        enable_endpoint_detection=True,
+        translation={"type": "one_way", "target_language": "fr"},
+        client_reference_id="abc",
+    )
+    msg = cfg.to_start_message()
+    assert msg["language_hints"] == ["en", "de"]
+    assert msg["context"] == {"text": "medical terms"}
+    assert msg["enable_speaker_diarization"] is True
+    assert msg["translation"] == {"type": "one_way", "target_language": "fr"}
+    assert msg["client_reference_id"] == "abc"
+
+
+def test_unknown_option_names_the_likely_fix():
+    with pytest.raises(ConfigError, match=r"unknown option 'langauge_hints'.*'language_hints'"):
+        SonioxConfig.from_options({"langauge_hints": ["en"]})
+
+
+def test_wrong_type_says_what_is_expected():
+    with pytest.raises(ConfigError, match=r"language_hints.*list of language codes"):
+        SonioxConfig(language_hints="en")
+    with pytest.raises(ConfigError, match=r"enable_endpoint_detection.*True or False"):
+        SonioxConfig(enable_endpoint_detection="yes")
+
+
+def test_raw_audio_needs_sample_rate_and_channels():
+    with pytest.raises(ConfigError, match="sample_rate and num_channels"):
+        SonioxConfig(audio_format="pcm_s16le")
+    with pytest.raises(ConfigError, match="num_channels"):
+        SonioxConfig(audio_format="pcm_s16le", sample_rate=16000)
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=16000, num_channels=1)
+    assert cfg.to_start_message()["sample_rate"] == 16000
+
+
+def test_unknown_audio_format_suggests_one():
+    with pytest.raises(ConfigError, match="'pcm_s16le'"):
+        SonioxConfig(audio_format="pcm_s16")
+
+
+@pytest.mark.parametrize("translation", [
+    {"type": "one_way"},
+    {"type": "sideways", "target_language": "fr"},
+    {"type": "two_way", "language_a": "en"},
+    "fr",
+])
+def test_bad_translation_is_refused(translation):
+    with pytest.raises(ConfigError, match="translation"):
+        SonioxConfig(translation=translation)
+
+
+def test_context_object_is_checked():
+    SonioxConfig(context={"terms": ["Soniox"], "general": [{"key": "domain", "value": "x"}]})
+    with pytest.raises(ConfigError, match="unknown keys"):
+        SonioxConfig(context={"vocabulary": ["x"]})
+    with pytest.raises(ConfigError, match="terms"):
+        SonioxConfig(context={"terms": "Soniox"})
+
+
+def test_start_message_validation_like_the_server():
+    with pytest.raises(ConfigError, match="no 'model'"):
+        SonioxConfig.from_start_message({"audio_format": "auto"})
+    cfg = SonioxConfig.from_start_message({"model": "stt-rt-v5", "audio_format": "auto",
+                                           "language_hints": None})
+    assert cfg.language_hints == []
+
+
+def test_replace_validates_again():
+    cfg = SonioxConfig()
+    with pytest.raises(ConfigError):
+        cfg.replace(audio_format="pcm_s16le")
+
+
+def test_url_from_argument_env_or_default(monkeypatch):
+    assert resolve_ws_url() == DEFAULT_WS_URL
+    monkeypatch.setenv("SONIOX_WS_URL", "wss://stt-rt.eu.soniox.com/transcribe-websocket")
+    assert "eu" in resolve_ws_url()
+    assert resolve_ws_url("ws://127.0.0.1:1/x") == "ws://127.0.0.1:1/x"
+    with pytest.raises(ConfigError, match="ws:// or wss://"):
+        resolve_ws_url("http://example.invalid/")
