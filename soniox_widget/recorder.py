@@ -509,7 +509,7 @@ class SonioxRecorder(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Close the widget; ends any recording at once (nothing keeps running)."""
-        rec = self._recording
+        rec = getattr(self, "_recording", None)  # None if __init__ failed half-way
         if rec is not None:
             # Cancelling the task closes its upstream session (``async with``).
             self._finish(rec, error=None, cancel=True)

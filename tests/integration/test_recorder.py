@@ -131,7 +131,7 @@ async def test_unreachable_upstream_sets_error_and_can_record_again(local_server
     rec = SonioxRecorder(url=f"ws://127.0.0.1:{port}/transcribe-websocket")
     views = Views(rec)
     record(rec, AUDIO[:500])
-    with pytest.raises(Exception, match="Cannot reach"):
+    with pytest.raises(Exception, match="cannot connect"):
         await rec.wait_until_idle(timeout=10)
     assert rec.status == "error" and "Cannot reach" in rec.error
     assert views.of("stop_request")  # the browser is told to release the microphone
@@ -222,7 +222,7 @@ async def test_bytes_per_update_do_not_grow_with_the_transcript(recorder):
         )))
         sizes.append(len(json.dumps(views.messages[-1])))
     early, late = sizes[10], sizes[4999]
-    assert len(recorder.final_text) > 30000
+    assert len(recorder.final_text) >= 30000
     assert late <= early + 8  # same shape; only the digits of rev and base_rev grow
     msg(recorder, {"type": "snapshot_request"})
     assert len(json.dumps(views.messages[-1])) > 30000  # a snapshot is whole, once per view

@@ -1,0 +1,451 @@
+// soniox-widget front end (anywidget ES module, no build step).
+//
+// The view records the microphone with MediaRecorder and sends numbered chunks to
+// the kernel as binary buffers; the kernel sends the transcript back as deltas.
+// All view state lives in `state`; `paint()` is the only function that touches
+// the DOM after construction.
+
+const MIME_TYPES = [
+  "audio/webm;codecs=opus",
+  "audio/webm",
+  "audio/ogg;codecs=opus",
+  "audio/mp4",
+];
+
+const LABELS = {
+  idle: "Record",
+  "requesting-mic": "Allow the microphone…",
+  connecting: "Connecting…",
+  recording: "Stop",
+  finishing: "Finishing…",
+  error: "Record",
+};
+
+const STATUS_TEXT = {
+  idle: "Ready",
+  "requesting-mic": "Waiting for microphone permission",
+  connecting: "Connecting to the speech service",
+  recording: "Listening",
+  finishing: "Finishing the last words",
+  error: "Error",
+};
+
+function pickMimeType() {
+  if (typeof MediaRecorder === "undefined") return null;
+  for (const type of MIME_TYPES) {
+    if (MediaRecorder.isTypeSupported(type)) return type;
+  }
+  return "";
+}
+
+function newId() {
+  return globalThis.crypto && crypto.randomUUID
+    ? crypto.randomUUID()
+    : Math.random().toString(36).slice(2) + Date.now().toString(36);
+}
+
+function formatElapsed(ms) {
+  const s = Math.floor(ms / 1000);
+  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function micError(err) {
+  const name = err && err.name;
+  if (name === "NotAllowedError" || name === "SecurityError") {
+    return {
+      kind: "mic-denied",
+      message:
+        "Microphone permission was denied. Allow microphone access for this page in the " +
+        "browser's site settings, then click Record again.",
+    };
+  }
+  if (name === "NotFoundError" || name === "OverconstrainedError" || name === "NotReadableError") {
+    return {
+      kind: "no-mic",
+      message:
+        "No usable microphone was found. Connect one (or choose an input device in the " +
+        "system settings), then click Record again.",
+    };
+  }
+  return {
+    kind: "recorder",
+    message: `The browser could not record: ${err && err.message ? err.message : err}`,
+  };
+}
+
+// Merge segments {text, speaker, language} into a list, joining equal neighbours.
+function appendSegments(list, segments) {
+  for (const seg of segments || []) {
+    if (!seg || !seg.text) continue;
+    const last = list[list.length - 1];
+    if (last && last.speaker === seg.speaker && last.language === seg.language) {
+      last.text += seg.text;
+    } else {
+      list.push({ text: seg.text, speaker: seg.speaker, language: seg.language });
+    }
+  }
+  return list;
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function render({ model, el: root }) {
+  const viewId = newId();
+  const state = {
+    phase: "idle", // local phase: idle | requesting-mic | connecting | recording | finishing | error
+    session: null,
+    rev: -1,
+    final: [], // segments
+    nonfinal: [],
+    localError: "",
+    startedAt: 0,
+    bytesSent: 0,
+    chunksSent: 0,
+    level: 0,
+    dirtyTranscript: true,
+  };
+  // Capture resources (not UI state): released by releaseCapture().
+  const capture = { stream: null, recorder: null, chain: Promise.resolve(), audioCtx: null,
+    analyser: null, raf: 0, timer: 0 };
+
+  // -- DOM ---------------------------------------------------------------------
+  const box = el("div", "soniox-recorder");
+  const bar = el("div", "soniox-bar");
+  const button = el("button", "soniox-button");
+  button.type = "button";
+  const dot = el("span", "soniox-dot");
+  const label = el("span", "soniox-button-label");
+  button.append(dot, label);
+  const status = el("span", "soniox-status");
+  const elapsed = el("span", "soniox-elapsed", "00:00");
+  const meter = el("span", "soniox-meter");
+  const level = el("span", "soniox-level");
+  meter.append(level);
+  meter.title = "Input level";
+  const badge = el("span", "soniox-badge");
+  bar.append(button, status, meter, elapsed, badge);
+  const transcript = el("div", "soniox-transcript");
+  transcript.setAttribute("aria-live", "polite");
+  const finalEl = el("span", "soniox-final");
+  const nonfinalEl = el("span", "soniox-nonfinal");
+  const placeholder = el("span", "soniox-placeholder", "Click Record and speak.");
+  transcript.append(placeholder, finalEl, nonfinalEl);
+  const errorBox = el("div", "soniox-error");
+  errorBox.setAttribute("role", "alert");
+  box.append(bar, transcript, errorBox);
+  root.append(box);
+
+  // -- rendering ----------------------------------------------------------------
+  function kernelStatus() {
+    return model.get("status") || "idle";
+  }
+
+  function shownPhase() {
+    // Local phases before the kernel knows (asking for the mic) win; otherwise the
+    // kernel's status is the truth, so every view shows the same thing.
+    const ks = kernelStatus();
+    if (state.phase === "requesting-mic") return "requesting-mic";
+    if (state.localError) return "error";
+    if (ks === "error") return "error";
+    if (state.phase === "finishing" && ks !== "idle") return "finishing";
+    return ks;
+  }
+
+  function segmentNodes(segments, className) {
+    const frag = document.createDocumentFragment();
+    let prevSpeaker = null;
+    let prevLanguage = null;
+    for (const seg of segments) {
+      if (seg.speaker != null && seg.speaker !== prevSpeaker) {
+        frag.append(el("span", "soniox-speaker", `Speaker ${seg.speaker}`));
+      }
+      if (seg.language != null && seg.language !== prevLanguage) {
+        frag.append(el("span", "soniox-language", seg.language));
+      }
+      frag.append(el("span", className, seg.text));
+      prevSpeaker = seg.speaker;
+      prevLanguage = seg.language;
+    }
+    return frag;
+  }
+
+  function paint() {
+    const phase = shownPhase();
+    const activeView = model.get("active_view") || "";
+    const elsewhere = activeView !== "" && activeView !== viewId;
+    box.dataset.status = kernelStatus();
+    box.dataset.phase = phase;
+    box.dataset.bytesSent = String(state.bytesSent);
+    box.dataset.chunksSent = String(state.chunksSent);
+    button.dataset.state = phase;
+    label.textContent = LABELS[phase] || "Record";
+    const mine = state.session !== null;
+    button.disabled =
+      (elsewhere && !mine) ||
+      phase === "finishing" ||
+      phase === "requesting-mic" ||
+      (phase === "connecting" && !mine);
+    button.title = elsewhere && !mine ? "Recording in another view" : "";
+    status.textContent = elsewhere && !mine && phase === "recording"
+      ? "Recording in another view"
+      : STATUS_TEXT[phase] || phase;
+    badge.textContent = model.get("engine_label") || "";
+    badge.dataset.local = String(/offline|local/i.test(badge.textContent));
+    const recording = phase === "recording" && mine;
+    elapsed.textContent = recording || phase === "finishing"
+      ? formatElapsed(Date.now() - state.startedAt)
+      : elapsed.textContent;
+    meter.hidden = !recording;
+    level.style.width = `${Math.round(Math.min(1, state.level) * 100)}%`;
+    const error = state.localError || model.get("error") || "";
+    errorBox.textContent = error;
+    errorBox.hidden = !error || phase !== "error";
+    if (state.dirtyTranscript) {
+      state.dirtyTranscript = false;
+      const atBottom =
+        transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 24;
+      finalEl.replaceChildren(segmentNodes(state.final, "soniox-segment"));
+      nonfinalEl.replaceChildren(segmentNodes(state.nonfinal, "soniox-segment"));
+      placeholder.hidden = state.final.length > 0 || state.nonfinal.length > 0;
+      if (atBottom || recording) transcript.scrollTop = transcript.scrollHeight;
+    }
+  }
+
+  // -- kernel messages ----------------------------------------------------------
+  function onCustom(msg) {
+    if (!msg || typeof msg !== "object") return;
+    switch (msg.type) {
+      case "snapshot":
+        if (msg.rev >= state.rev) {
+          state.rev = msg.rev;
+          state.final = appendSegments([], msg.segments);
+          state.nonfinal = appendSegments([], msg.nonfinal);
+          state.dirtyTranscript = true;
+        }
+        break;
+      case "delta":
+        if (msg.base_rev !== state.rev) {
+          model.send({ type: "snapshot_request" });
+          return;
+        }
+        state.rev = msg.rev;
+        appendSegments(state.final, msg.final);
+        state.nonfinal = appendSegments([], msg.nonfinal);
+        state.dirtyTranscript = true;
+        break;
+      case "clear":
+        state.rev = msg.rev;
+        state.final = [];
+        state.nonfinal = [];
+        state.dirtyTranscript = true;
+        break;
+      case "stop_request":
+        if (state.session) stopRecording();
+        break;
+      case "rejected":
+        if (msg.view === viewId) {
+          releaseCapture();
+          state.session = null;
+          state.phase = "idle";
+          state.localError = msg.reason || "The recorder is busy.";
+        }
+        break;
+      default:
+        return;
+    }
+    paint();
+  }
+
+  function onStatus() {
+    const ks = kernelStatus();
+    if (ks === "idle" && state.phase === "finishing") {
+      state.phase = "idle";
+      state.session = null;
+    }
+    if (ks === "error" && state.session) {
+      // The kernel gave up (e.g. upstream unreachable): let go of the microphone.
+      releaseCapture();
+      state.session = null;
+      state.phase = "idle";
+    }
+    paint();
+  }
+
+  // -- recording ------------------------------------------------------------------
+  function send(content, buffers) {
+    try {
+      model.send(content, undefined, buffers);
+    } catch (err) {
+      console.error("soniox-widget: send failed", err);
+    }
+  }
+
+  async function startRecording() {
+    const session = newId();
+    state.session = session;
+    state.localError = "";
+    state.bytesSent = 0;
+    state.chunksSent = 0;
+    state.phase = "requesting-mic";
+    paint();
+    const mimeType = pickMimeType();
+    // Tell the kernel first: it connects upstream while the browser asks for the mic.
+    send({ type: "start", session, view: viewId, mime_type: mimeType || "" });
+    let stream;
+    try {
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+        throw Object.assign(new Error("this page cannot use the microphone (it needs a secure "
+          + "context: https or localhost)"), { name: "SecurityError" });
+      }
+      if (mimeType === null) {
+        throw new Error("this browser has no MediaRecorder");
+      }
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false,
+          autoGainControl: false },
+      });
+    } catch (err) {
+      return failCapture(session, micError(err));
+    }
+    if (state.session !== session) {
+      stream.getTracks().forEach((t) => t.stop());
+      return;
+    }
+    capture.stream = stream;
+    try {
+      const options = { audioBitsPerSecond: model.get("audio_bits_per_second") || 32000 };
+      if (mimeType) options.mimeType = mimeType;
+      const recorder = new MediaRecorder(stream, options);
+      capture.recorder = recorder;
+      let seq = 0;
+      recorder.ondataavailable = (event) => {
+        if (!event.data || event.data.size === 0 || state.session !== session) return;
+        const n = seq++;
+        // One promise chain keeps chunks in order although arrayBuffer() is async.
+        capture.chain = capture.chain.then(async () => {
+          const buffer = await event.data.arrayBuffer();
+          send({ type: "chunk", session, seq: n }, [buffer]);
+          state.bytesSent += buffer.byteLength;
+          state.chunksSent = n + 1;
+        });
+      };
+      recorder.onerror = (event) => failCapture(session, micError(event.error || event));
+      recorder.onstop = () => {
+        capture.chain.then(() => {
+          if (state.session !== session) return; // the kernel already ended it
+          send({ type: "stop", session, chunks: seq });
+          releaseCapture();
+          paint();
+        });
+      };
+      recorder.start(model.get("timeslice_ms") || 120);
+      startMeter(stream);
+    } catch (err) {
+      return failCapture(session, micError(err));
+    }
+    state.phase = "recording";
+    state.startedAt = Date.now();
+    capture.timer = setInterval(paint, 250);
+    paint();
+  }
+
+  function failCapture(session, { kind, message }) {
+    releaseCapture();
+    if (state.session === session) {
+      send({ type: "abort", session, kind, message });
+      state.session = null;
+      state.phase = "idle";
+      state.localError = "";
+    }
+    paint();
+  }
+
+  function stopRecording() {
+    const recorder = capture.recorder;
+    state.phase = "finishing";
+    if (recorder && recorder.state !== "inactive") {
+      recorder.stop(); // onstop sends the last chunk, then the end message
+    } else if (state.session) {
+      send({ type: "stop", session: state.session, chunks: state.chunksSent });
+      releaseCapture();
+    }
+    paint();
+  }
+
+  function startMeter(stream) {
+    try {
+      const Ctx = window.AudioContext || window.webkitAudioContext;
+      const ctx = new Ctx();
+      const source = ctx.createMediaStreamSource(stream);
+      const analyser = ctx.createAnalyser();
+      analyser.fftSize = 1024;
+      source.connect(analyser);
+      capture.audioCtx = ctx;
+      capture.analyser = analyser;
+      const data = new Float32Array(analyser.fftSize);
+      const tick = () => {
+        analyser.getFloatTimeDomainData(data);
+        let sum = 0;
+        for (let i = 0; i < data.length; i++) sum += data[i] * data[i];
+        const rms = Math.sqrt(sum / data.length);
+        state.level = Math.min(1, rms * 4); // speech RMS ~0.05-0.25 fills the bar
+        level.style.width = `${Math.round(state.level * 100)}%`;
+        capture.raf = requestAnimationFrame(tick);
+      };
+      tick();
+    } catch (err) {
+      console.warn("soniox-widget: no level meter", err);
+    }
+  }
+
+  function releaseCapture() {
+    if (capture.raf) cancelAnimationFrame(capture.raf);
+    if (capture.timer) clearInterval(capture.timer);
+    capture.raf = 0;
+    capture.timer = 0;
+    if (capture.stream) capture.stream.getTracks().forEach((t) => t.stop());
+    if (capture.audioCtx) capture.audioCtx.close().catch(() => {});
+    capture.stream = null;
+    capture.recorder = null;
+    capture.audioCtx = null;
+    capture.analyser = null;
+    state.level = 0;
+  }
+
+  button.addEventListener("click", () => {
+    const phase = shownPhase();
+    if (state.session && (phase === "recording" || phase === "connecting")) {
+      stopRecording();
+    } else if (!state.session && (phase === "idle" || phase === "error")) {
+      startRecording().catch((err) => {
+        send({ type: "view_error", message: String(err && err.stack || err) });
+      });
+    }
+  });
+
+  const onChange = () => paint();
+  model.on("msg:custom", onCustom);
+  model.on("change:status", onStatus);
+  model.on("change:error", onChange);
+  model.on("change:engine_label", onChange);
+  model.on("change:active_view", onChange);
+  model.send({ type: "snapshot_request" });
+  paint();
+
+  return () => {
+    if (state.session && capture.recorder) stopRecording();
+    releaseCapture();
+    model.off("msg:custom", onCustom);
+    model.off("change:status", onStatus);
+    model.off("change:error", onChange);
+    model.off("change:engine_label", onChange);
+    model.off("change:active_view", onChange);
+  };
+}
+
+export default { render };
