@@ -116,7 +116,7 @@ class SonioxRecorder(anywidget.AnyWidget):
     # Observable in Python; the view gets them as deltas (see the module docstring).
     final_text = traitlets.Unicode("")
     nonfinal_text = traitlets.Unicode("")
-    tokens = traitlets.List(traitlets.Dict())
+    tokens = traitlets.List()  # of token dicts; no per-item validation (it grows long)
 
     def __init__(
         self,
