@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/jupyter lab notebooks/quickstart.ipynb --ServerApp.ip=127.0.0.1 "$@"
+args=(--ServerApp.ip=127.0.0.1)
+[[ $(id -u) == 0 ]] && args+=(--ServerApp.allow_root=True)
+exec .venv/bin/jupyter lab notebooks/quickstart.ipynb "${args[@]}" "$@"

@@ -76,6 +76,7 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
              "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
              "--ServerApp.password=", f"--ServerApp.root_dir={root}",
              "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False",
+             "--ServerApp.allow_root=True", "--LabApp.extension_manager=readonly",
              "--LabApp.news_url=", "--LabApp.check_for_updates_class="
              "jupyterlab.NeverCheckForUpdate"],
             cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,

@@ -140,3 +140,73 @@ def test_unreachable_upstream_shows_its_error_then_records_again(lab, speech_wav
         page.click(".jp-OutputArea-output .soniox-button")
         wait_status(page, "idle")
         assert "one two" in page.inner_text(".jp-OutputArea-output .soniox-final")
+
+
+def test_exact_transcript_and_every_byte_with_a_scripted_engine(lab, speech_wav, tmp_path):
+    """Engine-independent: the scripted engine's words are a function of the bytes it got,
+    so page, kernel and server must agree exactly; and no byte may go missing."""
+    wav, _ = speech_wav
+    name = lab.write_notebook("exact.ipynb", [
+        "from soniox_widget import SonioxRecorder\n"
+        "from soniox_widget.local import LocalSonioxServer, ScriptedEngine\n"
+        "engine = ScriptedEngine(bytes_per_word=1500)\n"
+        "srv = LocalSonioxServer(engine, record_audio=True).start_in_thread()\n"
+        "rec = SonioxRecorder(url=srv.url)\nrec",
+        "import json\n_s = srv.sessions[-1]\n"
+        "json.dump({'final_text': rec.final_text, 'expected': engine.text_for(bytes(_s.audio)),"
+        " 'server_bytes': _s.audio_bytes, 'kernel_bytes': rec.audio_stats['bytes'],"
+        " 'kept_audio': len(rec.last_audio), 'status': rec.status},"
+        " open('exact.json', 'w'))",
+    ])
+    with chromium(wav, tmp=tmp_path) as context:
+        page = open_notebook(context, lab, name)
+        run_cell(page, 0)
+        root = page.wait_for_selector(".jp-OutputArea-output .soniox-recorder", timeout=60_000)
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "recording")
+        page.wait_for_timeout(3000)
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "idle")
+        shown = page.inner_text(".jp-OutputArea-output .soniox-final")
+        browser_bytes = int(root.get_attribute("data-bytes-sent"))
+        run_cell(page, 1)
+        result = read_result(lab, "exact.json")
+    assert result["status"] == "idle"
+    assert browser_bytes > 3000
+    assert browser_bytes == result["kernel_bytes"] == result["server_bytes"]
+    assert result["kept_audio"] == browser_bytes
+    assert result["final_text"] == result["expected"] != ""
+    assert " ".join(shown.split()) == result["expected"]
+
+
+def test_two_views_show_the_same_transcript(lab, speech_wav, tmp_path):
+    wav, _ = speech_wav
+    name = lab.write_notebook("twoviews.ipynb", [
+        "from soniox_widget import SonioxRecorder\n"
+        "from soniox_widget.local import LocalSonioxServer, ScriptedEngine\n"
+        "srv = LocalSonioxServer(ScriptedEngine(bytes_per_word=1500)).start_in_thread()\n"
+        "rec = SonioxRecorder(url=srv.url)\nrec",
+        "rec",
+    ])
+    with chromium(wav, tmp=tmp_path) as context:
+        page = open_notebook(context, lab, name)
+        run_cell(page, 0)
+        run_cell(page, 1)
+        views = page.locator(".jp-OutputArea-output .soniox-recorder")
+        views.nth(1).wait_for(timeout=60_000)
+        views.nth(0).locator(".soniox-button").click()
+        page.wait_for_selector(".soniox-recorder[data-status='recording']", timeout=60_000)
+        # Only one view records: the other's button is disabled meanwhile.
+        assert views.nth(1).locator(".soniox-button").is_disabled()
+        page.wait_for_timeout(2500)
+        views.nth(0).locator(".soniox-button").click()
+        wait_status(page, "idle")
+        first = views.nth(0).locator(".soniox-final").inner_text()
+        second = views.nth(1).locator(".soniox-final").inner_text()
+        assert first.strip() and first == second
+        # A view created after the recording gets the whole transcript as a snapshot.
+        run_cell(page, 1)
+        page.wait_for_function(
+            "(t) => { const v = document.querySelectorAll('.jp-OutputArea-output "
+            ".soniox-final'); return v.length >= 2 && v[v.length - 1].innerText === t; }",
+            arg=first, timeout=30_000)
