@@ -169,6 +169,7 @@ def test_exact_transcript_and_every_byte_with_a_scripted_engine(lab, speech_wav,
         wait_status(page, "idle")
         shown = page.inner_text(".jp-OutputArea-output .soniox-final")
         browser_bytes = int(root.get_attribute("data-bytes-sent"))
+        root.screenshot(path=str(ARTIFACTS / "widget-scripted.png"))
         run_cell(page, 1)
         result = read_result(lab, "exact.json")
     assert result["status"] == "idle"
