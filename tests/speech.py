@@ -57,3 +57,42 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
         prev = cur
     return prev[-1] / len(ref)
+
+
+def encode(wav: str | Path, fmt: str = "webm", codec: str = "libopus",
+           bit_rate: int = 32000) -> bytes:
+    """Encode a WAV like a browser's MediaRecorder would (webm/opus at 48 kHz by default)."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out, av.open(str(wav)) as inp:
+        stream = out.add_stream(codec, rate=48000 if codec == "libopus" else 44100,
+                                layout="mono")
+        stream.bit_rate = bit_rate
+        for frame in inp.decode(audio=0):
+            frame.pts = None
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def chunks(data: bytes, seconds: float, chunk_s: float = 0.12) -> list[bytes]:
+    """Split encoded audio into pieces of about ``chunk_s`` of audio each (MediaRecorder-like)."""
+    n = max(1, round(seconds / chunk_s))
+    size = max(1, -(-len(data) // n))
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def pcm16(wav: str | Path) -> tuple[bytes, int]:
+    """The samples of a mono 16-bit WAV, and its rate."""
+    with wave.open(str(wav)) as w:
+        return w.readframes(w.getnframes()), w.getframerate()
+
+
+def duration(wav: str | Path) -> float:
+    with wave.open(str(wav)) as w:
+        return w.getnframes() / w.getframerate()

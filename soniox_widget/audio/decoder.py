@@ -1,0 +1,214 @@
+"""Audio bytes in any format the widget or a user sends → 16 kHz mono float32.
+
+Container audio (the browser's streaming webm/opus, ogg, mp4/aac, wav, mp3, flac)
+is decoded *incrementally* with PyAV as bytes arrive: FFmpeg reads from a blocking
+file-like object fed by the socket, on a worker thread, so the event loop never
+waits on it. Raw PCM is converted directly with NumPy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+
+_RAW_DTYPES = {
+    "pcm_s8": "i1", "pcm_u8": "u1",
+    "pcm_s16le": "<i2", "pcm_s16be": ">i2", "pcm_u16le": "<u2", "pcm_u16be": ">u2",
+    "pcm_s32le": "<i4", "pcm_s32be": ">i4", "pcm_u32le": "<u4", "pcm_u32be": ">u4",
+    "pcm_f32le": "<f4", "pcm_f32be": ">f4", "pcm_f64le": "<f8", "pcm_f64be": ">f8",
+}
+
+
+class DecodeError(Exception):
+    """The bytes are not audio in the declared format."""
+
+
+def resample_linear(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    if rate == target or len(samples) == 0:
+        return samples.astype(np.float32, copy=False)
+    n = round(len(samples) * target / rate)
+    x = np.linspace(0, len(samples) - 1, n)
+    return np.interp(x, np.arange(len(samples)), samples).astype(np.float32)
+
+
+class RawPCMDecoder:
+    """Raw PCM of a known layout; keeps a partial frame between calls."""
+
+    def __init__(self, audio_format: str, sample_rate: int, num_channels: int) -> None:
+        if audio_format not in _RAW_DTYPES:
+            raise DecodeError(
+                f"audio_format {audio_format!r} is not supported by the offline engine; "
+                f"use one of {', '.join(sorted(_RAW_DTYPES))} or a container format ('auto')"
+            )
+        self.dtype = np.dtype(_RAW_DTYPES[audio_format])
+        self.rate = sample_rate
+        self.channels = num_channels
+        self.frame_bytes = self.dtype.itemsize * num_channels
+        self.pending = b""
+
+    def decode(self, data: bytes) -> np.ndarray:
+        data = self.pending + data
+        usable = len(data) - len(data) % self.frame_bytes
+        self.pending = data[usable:]
+        x = np.frombuffer(data[:usable], dtype=self.dtype).astype(np.float32)
+        if self.dtype.kind == "u":
+            x -= 2 ** (8 * self.dtype.itemsize - 1)
+        if self.dtype.kind in "iu":
+            x /= 2 ** (8 * self.dtype.itemsize - 1)
+        x = x.reshape(-1, self.channels).mean(axis=1)
+        return resample_linear(x, self.rate)
+
+
+class _FeedReader:
+    """A blocking, non-seekable file object that FFmpeg reads while bytes are fed in.
+
+    ``read(n)`` returns whatever is queued (up to n bytes), blocks only while nothing
+    is, and returns ``b""`` after :meth:`close_input` once drained (end of file).
+    """
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._cond = threading.Condition()
+        self._eof = False
+        self.bytes_in = 0
+
+    def feed(self, data: bytes) -> None:
+        with self._cond:
+            self._chunks.append(data)
+            self.bytes_in += len(data)
+            self._cond.notify()
+
+    def close_input(self) -> None:
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        with self._cond:
+            self._chunks.clear()
+            self._eof = True
+            self._cond.notify_all()
+
+    def read(self, n: int = -1) -> bytes:
+        with self._cond:
+            while not self._chunks and not self._eof:
+                self._cond.wait()
+            if not self._chunks:
+                return b""
+            if n is None or n < 0:
+                out = b"".join(self._chunks)
+                self._chunks.clear()
+                return out
+            head = self._chunks.popleft()
+            if len(head) > n:
+                self._chunks.appendleft(head[n:])
+                head = head[:n]
+            return head
+
+
+class StreamingDecoder:
+    """Decode container audio on a worker thread as it arrives.
+
+    ``on_audio`` gets float32 16 kHz mono arrays in order; ``on_end`` is called once
+    when the input is used up, with ``None`` or the :class:`DecodeError` that ended it.
+    Both are called on the decoder's thread.
+    """
+
+    def __init__(self, on_audio: Callable[[np.ndarray], None],
+                 on_end: Callable[[DecodeError | None], None],
+                 container_format: str | None = None) -> None:
+        self._on_audio = on_audio
+        self._on_end = on_end
+        self._format = None if container_format in (None, "auto") else container_format
+        self._reader = _FeedReader()
+        self._aborted = False
+        self._thread = threading.Thread(target=self._run, name="soniox-decoder", daemon=True)
+        self._thread.start()
+
+    def feed(self, data: bytes) -> None:
+        self._reader.feed(data)
+
+    def close_input(self) -> None:
+        self._reader.close_input()
+
+    def abort(self, timeout: float = 5.0) -> None:
+        """Stop decoding now; returns when the thread has ended (bounded)."""
+        self._aborted = True
+        self._reader.abort()
+        self._thread.join(timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        import av
+
+        error: DecodeError | None = None
+        try:
+            container = av.open(self._reader, mode="r", format=self._format)
+        except av.error.EOFError:
+            container = None  # no bytes at all: nothing to decode, not an error
+        except Exception as exc:
+            container = None
+            if self._reader.bytes_in and not self._aborted:
+                error = DecodeError(_describe(exc, self._format))
+        if container is not None:
+            try:
+                with container:
+                    if not container.streams.audio:
+                        raise DecodeError("the data has no audio stream")
+                    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+                    for frame in container.decode(audio=0):
+                        if self._aborted:
+                            break
+                        for out in resampler.resample(frame):
+                            self._on_audio(out.to_ndarray().reshape(-1).copy())
+                    if not self._aborted:
+                        for out in resampler.resample(None):
+                            self._on_audio(out.to_ndarray().reshape(-1).copy())
+            except DecodeError as exc:
+                error = exc
+            except Exception as exc:
+                if not self._aborted:
+                    error = DecodeError(_describe(exc, self._format))
+        if self._aborted:
+            error = None
+        try:
+            self._on_end(error)
+        except Exception:  # the receiver is gone; nothing more to do
+            logger.debug("decoder end callback failed", exc_info=True)
+
+
+def _describe(exc: Exception, fmt: str | None) -> str:
+    what = fmt or "a container format (webm, ogg, mp4, wav, mp3, flac, ...)"
+    return (f"could not decode the audio as {what}: {exc}. Check audio_format: raw PCM needs "
+            "e.g. audio_format='pcm_s16le' with sample_rate and num_channels.")
+
+
+def decode_file(path: str | Path) -> np.ndarray:
+    """A whole file as 16 kHz mono float32 (for offline use and benchmarks)."""
+    import av
+
+    parts: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            for frame in container.decode(audio=0):
+                parts.extend(o.to_ndarray().reshape(-1) for o in resampler.resample(frame))
+            parts.extend(o.to_ndarray().reshape(-1) for o in resampler.resample(None))
+    except av.error.FFmpegError as exc:
+        raise DecodeError(_describe(exc, None)) from None
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

@@ -1,0 +1,106 @@
+"""Turning repeated Whisper decodes into a stream of final and non-final words: pure logic.
+
+Whisper is not a streaming model. The "LocalAgreement" policy (as in the
+whisper_streaming work) re-decodes a rolling buffer every step; the words that
+two consecutive hypotheses agree on are committed as final, the rest stay
+non-final. Committed audio is then cut from the buffer so the work per step
+stays bounded however long the session runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..protocol import Token
+
+_NON_WORD = re.compile(r"[^\w']+")
+
+
+@dataclass(frozen=True)
+class Word:
+    """A recognised word with absolute stream times in seconds."""
+
+    text: str  # with Whisper's leading space, e.g. " hello"
+    start: float
+    end: float
+    probability: float = 1.0
+
+    @property
+    def key(self) -> str:
+        return _NON_WORD.sub("", self.text.lower())
+
+
+def agreed_prefix(previous: Sequence[Word], current: Sequence[Word]) -> int:
+    """How many leading words the two hypotheses share (compared without case/punctuation)."""
+    n = 0
+    for a, b in zip(previous, current, strict=False):
+        if a.key != b.key or not a.key:
+            break
+        n += 1
+    return n
+
+
+def new_words(words: Sequence[Word], committed: Sequence[Word], tolerance: float = 0.3,
+              max_ngram: int = 5) -> list[Word]:
+    """The part of a fresh decode that was not committed yet.
+
+    The buffer still holds some committed audio, so a decode repeats committed
+    words. Word timestamps wobble by a few hundred ms between decodes, so a time
+    cut alone would drop or repeat a word at the seam: cut by time with a
+    tolerance, then drop a leading run that repeats the end of what is committed.
+    """
+    if not committed:
+        return list(words)
+    end = committed[-1].end
+    fresh = [w for w in words if w.start >= end - tolerance]
+    tail = [w.key for w in committed[-max_ngram:]]
+    for n in range(min(max_ngram, len(fresh), len(tail)), 0, -1):
+        if [w.key for w in fresh[:n]] == tail[-n:]:
+            return fresh[n:]
+    return fresh
+
+
+def to_tokens(words: Sequence[Word], *, is_final: bool, first_in_stream: bool,
+              language: str | None = "en") -> list[Token]:
+    """Words as Soniox tokens; the stream's very first word has no leading space."""
+    out = []
+    for i, w in enumerate(words):
+        text = w.text
+        if i == 0 and first_in_stream:
+            text = text.lstrip()
+        elif not text.startswith(" "):
+            text = " " + text
+        out.append(Token(
+            text=text,
+            is_final=is_final,
+            start_ms=round(w.start * 1000),
+            end_ms=round(w.end * 1000),
+            confidence=round(float(w.probability), 3),
+            language=language,
+        ))
+    return out
+
+
+@dataclass(frozen=True)
+class TrimPolicy:
+    """When to cut audio from the front of the buffer.
+
+    After a commit, once the buffer is longer than ``soft_s``, cut at the end of
+    the last committed word. If nothing is agreed for ``hard_s`` (a long run-on
+    utterance), commit everything and cut anyway, so memory and work stay bounded.
+    """
+
+    soft_s: float = 8.0
+    hard_s: float = 16.0
+
+    def cut_at(self, buffer_start: float, buffer_end: float, committed_end: float | None,
+               ) -> float | None:
+        length = buffer_end - buffer_start
+        if committed_end is not None and length > self.soft_s and committed_end > buffer_start:
+            return committed_end
+        return None
+
+    def must_flush(self, buffer_start: float, buffer_end: float) -> bool:
+        return buffer_end - buffer_start > self.hard_s

