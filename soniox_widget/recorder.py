@@ -146,8 +146,13 @@ class SonioxRecorder(anywidget.AnyWidget):
         self._recording: _Recording | None = None
         self._last_recording: _Recording | None = None
         self.bytes_sent_to_views = 0
+        # Every session task, queue and trait change of this widget lives on the loop of
+        # the thread that created it (a notebook's main thread). ipykernel 7 may hand
+        # comm messages to a subshell thread with a loop of its own; they are passed
+        # over to this loop rather than touching its objects from another thread.
+        self._loop = _loop()
         self._resolve_backend()
-        self.on_msg(self._on_front_end_message)
+        self.on_msg(self._receive_from_front_end)
 
     def __repr__(self) -> str:
         return (f"SonioxRecorder(status={self.status!r}, engine={self.engine_label!r}, "
@@ -172,6 +177,14 @@ class SonioxRecorder(anywidget.AnyWidget):
         return self._backend
 
     # -- front end → kernel ----------------------------------------------------------
+
+    def _receive_from_front_end(self, widget: Any, content: Any, buffers: list[Any]) -> None:
+        """Comm callback, on whichever thread the kernel handles comm messages."""
+        data = [bytes(b) for b in buffers or []]  # the kernel may reuse the buffers
+        if _on_loop(self._loop):
+            self._on_front_end_message(widget, content, data)
+        else:
+            self._loop.call_soon_threadsafe(self._on_front_end_message, widget, content, data)
 
     def _on_front_end_message(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
         """Never raises: a bad message is logged and dropped, the kernel side lives on."""
@@ -278,7 +291,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         self.error = ""
         self.active_view = view
         self.status = "connecting"
-        rec.task = _loop().create_task(self._run(rec), name=f"soniox-recorder {session_id}")
+        rec.task = self._loop.create_task(self._run(rec), name=f"soniox-recorder {session_id}")
         return rec
 
     async def _run(self, rec: _Recording) -> None:
@@ -487,7 +500,7 @@ class SonioxRecorder(anywidget.AnyWidget):
             raise FileNotFoundError(f"no audio file at {file}; check the path")
         if self._recording is not None:
             raise SonioxError("a recording is in progress; stop it first", reason="closed")
-        return _loop().create_task(self._transcribe_file(file, realtime))
+        return self._loop.create_task(self._transcribe_file(file, realtime))
 
     async def _transcribe_file(self, file: Path, realtime: bool | None) -> Transcript:
         data = await asyncio.to_thread(file.read_bytes)
@@ -514,6 +527,13 @@ class SonioxRecorder(anywidget.AnyWidget):
             # Cancelling the task closes its upstream session (``async with``).
             self._finish(rec, error=None, cancel=True)
         super().close()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _loop() -> asyncio.AbstractEventLoop:

@@ -344,7 +344,10 @@ class UpstreamSession:
             try:
                 message = await asyncio.wait_for(ws.recv(), timeout)
             except TimeoutError:
-                if self._end_time is None:
+                # The end of stream may have been sent while this poll waited: only a
+                # deadline that has really passed is a timeout.
+                if self._end_time is None or (
+                        loop.time() < self._end_time + self.finish_timeout):
                     continue
                 raise SonioxError(
                     f"no 'finished' reply within {self.finish_timeout:g} s after the end "

@@ -6,6 +6,7 @@ closes mid-stream, never says ``finished``, or answers with garbage.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
@@ -81,12 +82,13 @@ def error_reply(code: int, message: str) -> Behaviour:
     return run
 
 
-def records_messages(store: list[object]) -> Behaviour:
-    """Records every message; says finished after the empty frame."""
+def records_messages(store: list[object], finish_delay: float = 0.0) -> Behaviour:
+    """Records every message; says finished ``finish_delay`` s after the empty frame."""
     async def run(ws: ServerConnection) -> None:
         async for msg in ws:
             store.append(msg)
             if msg in ("", b""):
+                await asyncio.sleep(finish_delay)
                 await ws.send(json.dumps({"tokens": [], "finished": True}))
                 await ws.close()
                 return

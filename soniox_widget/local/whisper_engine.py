@@ -182,6 +182,8 @@ class WhisperStream(EngineStream):
         self._in_prompt: set[Word] = set()
         self.any_final = False
         self.utterance_open = False       # words committed since the last <end>
+        # Like Soniox, tokens carry a language only when identification is asked for.
+        self.language = "en" if config.enable_language_identification else None
         self.max_buffer_s = 0.0           # for tests and benchmarks: stays bounded
         self._raw: RawPCMDecoder | None = None
         self._decoder: StreamingDecoder | None = None
@@ -215,8 +217,7 @@ class WhisperStream(EngineStream):
 
     async def end(self) -> None:
         if self._raw is not None:
-            self._input_done = True
-            self._wake.set()
+            self._input_finished(None)
         elif self._decoder is not None:
             self._decoder.close_input()
 
@@ -230,25 +231,40 @@ class WhisperStream(EngineStream):
             self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
-    # -- decoder callbacks (decoder thread) ---------------------------------------------
+    # -- decoder callbacks ---------------------------------------------------------------
+    # The decoder calls these on its own thread. All stream state is changed on the
+    # event loop only (via call_soon_threadsafe, which also keeps audio and end in order).
 
     def _on_audio(self, samples: np.ndarray) -> None:
+        self._call_on_loop(self._append, samples)
+
+    def _on_decoder_end(self, error: DecodeError | None) -> None:
+        self._call_on_loop(self._input_finished, error)
+
+    def _call_on_loop(self, fn: Any, arg: Any) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            fn(arg)
+            return
+        try:
+            self._loop.call_soon_threadsafe(fn, arg)
+        except RuntimeError:  # loop closed: the session is gone
+            pass
+
+    def _append(self, samples: np.ndarray) -> None:
         if len(samples):
             self._incoming.append(samples)
             self._pending += len(samples)
             self._last_audio_at = time.monotonic()
-            self._notify()
+            self._wake.set()
 
-    def _on_decoder_end(self, error: DecodeError | None) -> None:
+    def _input_finished(self, error: DecodeError | None) -> None:
         self._decode_error = error
         self._input_done = True
-        self._notify()
-
-    def _notify(self) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._wake.set)
-        except RuntimeError:  # loop closed: the session is gone
-            pass
+        self._wake.set()
 
     # -- the session loop (event loop; heavy work on the engine's worker) -------------
 
@@ -366,7 +382,8 @@ class WhisperStream(EngineStream):
 
     def _commit(self, final: list[Word], events: list[Token], end_time: float,
                 clear: bool) -> EngineUpdate | None:
-        tokens = to_tokens(final, is_final=True, first_in_stream=not self.any_final)
+        tokens = to_tokens(final, is_final=True, first_in_stream=not self.any_final,
+                           language=self.language)
         if final:
             self.any_final = True
             self.committed = [*self.committed, *final][-8:]
@@ -378,7 +395,7 @@ class WhisperStream(EngineStream):
             if cut is not None:
                 self._cut(cut)
         nonfinal = to_tokens(self.hypothesis, is_final=False,
-                             first_in_stream=not self.any_final)
+                             first_in_stream=not self.any_final, language=self.language)
         done_ms = round((committed_end or 0.0) * 1000)
         if clear:
             done_ms = round(end_time * 1000)

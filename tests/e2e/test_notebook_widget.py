@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.conftest import (
     ARTIFACTS,
+    _console,
     chromium,
     free_port,
     open_notebook,
@@ -84,6 +85,8 @@ def test_speak_and_see_the_transcript_in_page_and_kernel(lab, speech_wav, tmp_pa
 def test_microphone_denied_then_allowed(lab, speech_wav, tmp_path):
     wav, _ = speech_wav
     name = lab.write_notebook("denied.ipynb", [
+        "import logging\nlogging.basicConfig(filename='denied-kernel.log', level=logging.DEBUG,"
+        " format='%(asctime)s %(threadName)s %(name)s %(message)s')\n"
         "from soniox_widget import SonioxRecorder\nrec = SonioxRecorder()\nrec",
         "import json\njson.dump({'error': rec.error, 'status': rec.status},"
         " open('denied.json', 'w'))",
@@ -106,7 +109,14 @@ def test_microphone_denied_then_allowed(lab, speech_wav, tmp_path):
         wait_status(page, "recording")
         page.wait_for_timeout(1500)
         page.click(".jp-OutputArea-output .soniox-button")
-        wait_status(page, "idle")
+        try:
+            wait_status(page, "idle")
+        except Exception:
+            root = page.locator(".jp-OutputArea-output .soniox-recorder")
+            print("DEBUG", root.get_attribute("data-status"), root.get_attribute("data-phase"),
+                  root.get_attribute("data-chunks-sent"), page.inner_text(".soniox-error"),
+                  _console[-30:])
+            raise
         assert not page.is_visible(".jp-OutputArea-output .soniox-error")
 
 

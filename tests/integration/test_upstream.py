@@ -188,3 +188,16 @@ async def test_message_order_on_the_wire():
 def test_soniox_url_without_a_key_fails_before_connecting():
     with pytest.raises(MissingAPIKeyError, match="SONIOX_API_KEY"):
         UpstreamSession()
+
+
+async def test_end_sent_during_a_receive_poll_is_not_a_timeout():
+    """Regression: an end of stream sent while the receive loop polled (1 s), with the
+    'finished' reply arriving after that poll ran out, was taken for an expired deadline."""
+    store: list[object] = []
+    async with standin.StandIn(standin.records_messages(store, finish_delay=0.6)) as server:
+        async with UpstreamSession(url=server.url, finish_timeout=5) as session:
+            await session.wait_connected()
+            await asyncio.sleep(0.7)
+            session.end()
+            t = await run_session(session, b"")
+    assert t.finished
