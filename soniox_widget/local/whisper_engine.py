@@ -57,7 +57,8 @@ class WhisperSettings:
     """Tuning of the streaming policy; the defaults suit tiny.en on 2 CPU cores."""
 
     step_s: float = 0.8            # re-decode after this much new audio
-    beam_size: int = 5
+    beam_size: int = 1             # while streaming: greedy keeps steps cheap and stable
+    final_beam_size: int = 5       # for finalize / end of stream, where accuracy matters most
     endpoint_silence_s: float = 0.8  # silence after speech that ends an utterance
     prompt_chars: int = 200        # committed text given to Whisper as context
     trim: TrimPolicy = TrimPolicy()  # noqa: RUF009 - frozen, shared on purpose
@@ -126,10 +127,12 @@ class WhisperEngine(Engine):
                             time.perf_counter() - began)
             return self._model
 
-    def transcribe(self, audio: np.ndarray, offset: float, prompt: str) -> list[Word]:
+    def transcribe(self, audio: np.ndarray, offset: float, prompt: str,
+                   beam_size: int | None = None) -> list[Word]:
         began = time.perf_counter()
         segments, _info = self.model().transcribe(
-            audio, language="en", beam_size=self.settings.beam_size, word_timestamps=True,
+            audio, language="en", beam_size=beam_size or self.settings.beam_size,
+            word_timestamps=True,
             initial_prompt=prompt or None, condition_on_previous_text=False, vad_filter=False,
             without_timestamps=False,
         )
@@ -357,8 +360,9 @@ class WhisperStream(EngineStream):
         else:
             # Only text *before* the buffer is context: text inside it would make
             # Whisper skip the audio it thinks it has already transcribed.
-            words = new_words(self.engine.transcribe(audio, self.buffer_start, self.prompt),
-                              self.committed)
+            beam = self.settings.final_beam_size if flush else self.settings.beam_size
+            words = new_words(self.engine.transcribe(audio, self.buffer_start, self.prompt,
+                                                     beam), self.committed)
             if flush or self.settings.trim.must_flush(self.buffer_start, end_time):
                 final, self.hypothesis = words, []
             else:
