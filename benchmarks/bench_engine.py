@@ -35,7 +35,7 @@ VOICES = [("en-us", 150), ("en-gb-x-rp", 140), ("en-us", 175), ("en-gb-x-rp", 16
 
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 async def stream_file(url: str, data: bytes, seconds: float, realtime: bool):
