@@ -10,9 +10,9 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
+from .._serving import serve_until_signal
 from .server import LocalSonioxServer
 from .shared import LocalEngineUnavailable, default_engine
 
@@ -45,14 +45,11 @@ async def serve(args: argparse.Namespace) -> None:
     if args.require_key and not key:
         raise SystemExit(f"--require-key {args.require_key}: that variable is not set")
     server = LocalSonioxServer(engine, host=args.host, port=args.port, api_key=key)
-    async with server:
-        print(f"Soniox-compatible server ({engine.label}) listening on {server.url}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-    await engine.aclose()
+    try:
+        await serve_until_signal(
+            server, lambda: f"Soniox-compatible server ({engine.label}) listening on {server.url}")
+    finally:
+        await engine.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,10 +27,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from .._serving import NOTHING, WebSocketService, recv_unless
 from ..auth import APIKey
 from ..config import SonioxConfig
 from ..errors import ConfigError
@@ -67,7 +68,7 @@ class SessionRecord:
         return self._digest.hexdigest()
 
 
-class LocalSonioxServer:
+class LocalSonioxServer(WebSocketService):
     """A Soniox-compatible server; see the module docstring.
 
     Args:
@@ -89,17 +90,14 @@ class LocalSonioxServer:
         record_audio: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
+        super().__init__(host, port)
         self.engine = engine
-        self.host = host
-        self.port = port
         self._key = APIKey(api_key) if isinstance(api_key, str) else api_key
         self.record_audio = record_audio
         self.idle_timeout = idle_timeout
         self.sessions: list[SessionRecord] = []
-        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
-        self._handlers: set[asyncio.Task[Any]] = set()
 
     @property
     def url(self) -> str:
@@ -116,37 +114,16 @@ class LocalSonioxServer:
     async def start(self) -> LocalSonioxServer:
         if self._server is not None:
             return self
-        self._server = await serve(
+        await self._listen(
             self._handle,
-            self.host,
-            self.port,
             process_request=self._check_request,
             max_size=MAX_FRAME_BYTES,
             ping_interval=20,
             ping_timeout=20,
             server_header="soniox-widget-local",
         )
-        sock = next(iter(self._server.sockets))
-        self.port = sock.getsockname()[1]
         logger.info("local Soniox-compatible server (%s) on %s", self.engine.label, self.url)
         return self
-
-    async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.close(close_connections=True)
-            await server.wait_closed()
-        for task in list(self._handlers):
-            task.cancel()
-        for task in list(self._handlers):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def __aenter__(self) -> LocalSonioxServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- thread lifecycle (for scripts and blocking code) ------------------------------
 
@@ -217,9 +194,6 @@ class LocalSonioxServer:
     # -- one session -------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
         record = SessionRecord(audio=bytearray() if self.record_audio else None)
         record.authorized_by_header = "Authorization" in ws.request.headers
         self.sessions.append(record)
@@ -248,8 +222,6 @@ class LocalSonioxServer:
                 with contextlib.suppress(Exception):
                     await stream.aclose()
             record.done.set()
-            if task is not None:
-                self._handlers.discard(task)
 
     async def _open(self, ws: ServerConnection, record: SessionRecord) -> EngineStream | None:
         try:
@@ -285,18 +257,13 @@ class LocalSonioxServer:
     async def _receive(self, ws: ServerConnection, stream: EngineStream,
                        record: SessionRecord, pump: asyncio.Task[None]) -> None:
         while True:
-            recv = asyncio.ensure_future(asyncio.wait_for(ws.recv(), self.idle_timeout))
-            done, _ = await asyncio.wait({recv, pump}, return_when=asyncio.FIRST_COMPLETED)
-            if recv not in done:  # the engine failed or finished early: stop reading
-                recv.cancel()
-                with contextlib.suppress(BaseException):
-                    await recv
-                return
             try:
-                message = recv.result()
+                message = await asyncio.wait_for(recv_unless(ws, pump), self.idle_timeout)
             except TimeoutError:
                 raise EngineError(408, f"no audio or keepalive received for "
                                   f"{self.idle_timeout:g} s; the session was closed") from None
+            if message is NOTHING:  # the engine failed or finished early: stop reading
+                return
             if isinstance(message, bytes):
                 if not message:
                     await stream.end()

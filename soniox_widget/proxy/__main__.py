@@ -11,9 +11,9 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
+from .._serving import serve_until_signal
 from ..backend import choose_backend
 from ..config import SonioxConfig
 from ..errors import ConfigError, MissingAPIKeyError
@@ -68,23 +68,14 @@ def build(args: argparse.Namespace) -> ProxyServer:
                        allowed_origins=args.allow_origin, max_frame_bytes=args.max_frame_bytes)
 
 
-async def run(server: ProxyServer) -> None:
-    async with server:
-        print(f"soniox-proxy ({server.backend.label}) serving {server.url}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         server = build(args)
-        asyncio.run(run(server))
+        asyncio.run(serve_until_signal(
+            server, lambda: f"soniox-proxy ({server.backend.label}) serving {server.url}"))
     except (MissingAPIKeyError, LocalEngineUnavailable, ConfigError) as exc:
         sys.exit(f"soniox-proxy: {exc}")
     except OSError as exc:

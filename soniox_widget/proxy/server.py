@@ -22,11 +22,12 @@ import logging
 from collections.abc import Iterable
 from importlib import resources
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from .._serving import NOTHING, WebSocketService, recv_unless
 from ..backend import Backend
 from ..config import SonioxConfig
 from ..errors import SonioxError
@@ -52,7 +53,7 @@ def _page_file(name: str) -> bytes | None:
         return None
 
 
-class ProxyServer:
+class ProxyServer(WebSocketService):
     """The standalone proxy; see the module docstring.
 
     Args:
@@ -77,15 +78,12 @@ class ProxyServer:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         finish_timeout: float = 30.0,
     ) -> None:
+        super().__init__(host, port)
         self.backend = backend
         self.config = config or SonioxConfig()
-        self.host = host
-        self.port = port
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
         self.max_frame_bytes = max_frame_bytes
         self.finish_timeout = finish_timeout
-        self._server: Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
         self.sessions_started = 0
 
     @property
@@ -97,36 +95,16 @@ class ProxyServer:
         return f"ws://{self.host}:{self.port}/ws"
 
     async def start(self) -> ProxyServer:
-        self._server = await serve(
+        await self._listen(
             self._handle,
-            self.host,
-            self.port,
             process_request=self._process_request,
             # Frames a little over the cap still arrive, so the client gets a JSON
             # error that says what to do; far larger ones are cut off by websockets.
             max_size=self.max_frame_bytes * 2,
             server_header="soniox-widget-proxy",
         )
-        self.port = next(iter(self._server.sockets)).getsockname()[1]
         logger.info("proxy (%s) listening on %s", self.backend.label, self.url)
         return self
-
-    async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.close(close_connections=True)
-            await server.wait_closed()
-        for task in list(self._handlers):
-            task.cancel()
-        for task in list(self._handlers):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def __aenter__(self) -> ProxyServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def serve_forever(self) -> None:
         if self._server is None:
@@ -175,9 +153,6 @@ class ProxyServer:
     # -- one client ---------------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
         self.sessions_started += 1
         session = UpstreamSession(
             self.config,
@@ -201,21 +176,13 @@ class ProxyServer:
             await session.aclose()
             with contextlib.suppress(Exception):
                 await ws.close()
-            self._handlers.discard(task)
 
     async def _forward(self, ws: ServerConnection, session: UpstreamSession,
                        relay: asyncio.Task[None]) -> None:
         """Client → upstream, until the client ends the stream (or the relay stops)."""
         while True:
-            recv = asyncio.ensure_future(ws.recv())
-            done, _ = await asyncio.wait({recv, relay}, return_when=asyncio.FIRST_COMPLETED)
-            if recv not in done:
-                recv.cancel()
-                with contextlib.suppress(BaseException):
-                    await recv
-                return
-            message = recv.result()
-            if session.error is not None:
+            message = await recv_unless(ws, relay)
+            if message is NOTHING or session.error is not None:
                 return
             if isinstance(message, bytes):
                 if not message:
