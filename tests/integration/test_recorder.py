@@ -226,3 +226,41 @@ async def test_bytes_per_update_do_not_grow_with_the_transcript(recorder):
     assert late <= early + 8  # same shape; only the digits of rev and base_rev grow
     msg(recorder, {"type": "snapshot_request"})
     assert len(json.dumps(views.messages[-1])) > 30000  # a snapshot is whole, once per view
+
+
+async def test_comm_messages_from_another_thread_run_on_the_widget_loop(recorder, engine,
+                                                                       local_server):
+    """ipykernel 7 may deliver comm messages on a subshell thread: they must be handed to
+    the loop the widget was made on, in order, with their buffers copied."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    handled_on = []
+    original = recorder._on_front_end_message
+
+    def spy(*args):
+        handled_on.append(asyncio.get_running_loop() is loop)
+        original(*args)
+
+    recorder._on_front_end_message = spy
+    chunks = [AUDIO[i : i + 250] for i in range(0, len(AUDIO), 250)]
+
+    def subshell():
+        recorder._receive_from_front_end(recorder, {"type": "start", "session": "t",
+                                                    "view": "v"}, [])
+        for seq, chunk in enumerate(chunks):
+            buf = bytearray(chunk)
+            recorder._receive_from_front_end(recorder, {"type": "chunk", "session": "t",
+                                                        "seq": seq}, [memoryview(buf)])
+            buf[:] = b"\0" * len(buf)  # the kernel reusing its buffer must not matter
+        recorder._receive_from_front_end(recorder, {"type": "stop", "session": "t",
+                                                    "chunks": len(chunks)}, [])
+
+    thread = threading.Thread(target=subshell)
+    thread.start()
+    await asyncio.to_thread(thread.join, 10)
+    await asyncio.sleep(0.1)
+    await recorder.wait_until_idle(timeout=10)
+    assert handled_on and all(handled_on)
+    assert bytes(local_server.sessions[0].audio) == AUDIO
+    assert recorder.final_text == engine.text_for(AUDIO)
