@@ -60,10 +60,12 @@ def test_speak_and_see_the_transcript_in_page_and_kernel(lab, speech_wav, tmp_pa
         wait_status(page, "recording")
         # The WAV has ~4 s of speech then silence; non-final text shows up while speaking.
         page.wait_for_function(
-            "() => { const el = document.querySelector('.jp-OutputArea-output "
-            ".soniox-transcript'); return el && el.innerText.trim().split(/\\s+/).length >= 3; }",
+            "() => { const t = [...document.querySelectorAll('.jp-OutputArea-output "
+            ".soniox-final, .jp-OutputArea-output .soniox-nonfinal')].map(e => e.innerText)"
+            ".join(' ').trim(); return t.split(/\\s+/).length >= 4; }",
             timeout=30_000,
         )
+        root.screenshot(path=str(ARTIFACTS / "widget-recording.png"))
         page.wait_for_timeout(3500)
         page.click(".jp-OutputArea-output .soniox-button")
         wait_status(page, "idle", timeout_ms=60_000)
