@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -218,8 +219,10 @@ class SonioxRecorder(anywidget.AnyWidget):
                        "reason": "Another view of this recorder is recording; stop it first."})
             return
         # The browser always sends a container format; let the service detect it.
-        self._begin(session_id, view, self.config.replace(audio_format="auto")
-                    if self.config.is_raw_audio else self.config)
+        config = self.config.replace(audio_format="auto") if self.config.is_raw_audio \
+            else self.config
+        with contextlib.suppress(MissingAPIKeyError):  # the view was told why (rejected)
+            self._begin(session_id, view, config)
 
     def _current(self, content: dict[str, Any]) -> _Recording:
         rec = self._recording

@@ -264,3 +264,17 @@ async def test_comm_messages_from_another_thread_run_on_the_widget_loop(recorder
     assert handled_on and all(handled_on)
     assert bytes(local_server.sessions[0].audio) == AUDIO
     assert recorder.final_text == engine.text_for(AUDIO)
+
+
+async def test_no_key_and_soniox_asked_for_shows_what_to_do():
+    rec = SonioxRecorder(engine="soniox")
+    views = Views(rec)
+    assert rec.status == "error" and "SONIOX_API_KEY" in rec.error
+    assert rec.engine_label == "no engine"
+    msg(rec, {"type": "start", "session": "s1", "view": "v1"})
+    rejected = views.of("rejected")
+    assert rejected and "SONIOX_API_KEY" in rejected[0]["reason"]
+    assert rec.active_view == "" and not rec.is_busy
+    with pytest.raises(Exception, match="SONIOX_API_KEY"):
+        rec.feed(b"audio")
+    rec.close()

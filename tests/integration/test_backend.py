@@ -1,0 +1,45 @@
+"""Which service is used: Soniox with a key, the offline engine without, or a given URL."""
+
+import pytest
+
+from soniox_widget import MissingAPIKeyError
+from soniox_widget.backend import LOCAL_LABEL, choose_backend
+from soniox_widget.errors import ConfigError
+from soniox_widget.local import shared
+
+
+def test_a_key_means_soniox(monkeypatch):
+    monkeypatch.setenv("SONIOX_API_KEY", "k-123")
+    b = choose_backend(model="stt-rt-v5")
+    assert b.url.startswith("wss://stt-rt.soniox.com") and not b.is_local
+    assert b.label == "Soniox stt-rt-v5" and b.paces_realtime
+    assert "k-123" not in repr(b)
+
+
+def test_an_explicit_url_needs_no_key():
+    b = choose_backend(url="ws://127.0.0.1:9/transcribe-websocket")
+    assert b.api_key is None and b.label == "server at 127.0.0.1:9"
+
+
+def test_without_key_or_engine_the_message_names_both_fixes(monkeypatch):
+    monkeypatch.setattr(shared, "local_engine_available", lambda: False)
+    with pytest.raises(MissingAPIKeyError) as info:
+        choose_backend()
+    assert "SONIOX_API_KEY" in str(info.value) and "soniox-widget[local]" in str(info.value)
+    with pytest.raises(shared.LocalEngineUnavailable, match=r"soniox-widget\[local\]"):
+        shared.default_engine()
+
+
+def test_soniox_without_a_key_says_where_to_put_one():
+    with pytest.raises(MissingAPIKeyError, match=r"\.env"):
+        choose_backend("soniox")
+    with pytest.raises(ConfigError, match="'auto', 'soniox' or 'local'"):
+        choose_backend("whisper")
+
+
+@pytest.mark.engine
+@pytest.mark.skipif(not shared.local_engine_available(), reason="needs soniox-widget[local]")
+def test_without_a_key_the_offline_engine_is_used_and_shared():
+    first = choose_backend()
+    assert first.is_local and first.label == LOCAL_LABEL and first.url.startswith("ws://127.")
+    assert choose_backend("local").url == first.url  # one server per process
