@@ -223,3 +223,36 @@ def test_two_views_show_the_same_transcript(lab, speech_wav, tmp_path):
             "(t) => { const v = document.querySelectorAll('.jp-OutputArea-output "
             ".soniox-final'); return v.length >= 2 && v[v.length - 1].innerText === t; }",
             arg=first, timeout=30_000)
+
+
+def test_a_busy_cell_loses_no_audio(lab, speech_wav, tmp_path):
+    """While a cell blocks the kernel, the browser's chunks wait; after it, all arrive."""
+    wav, _ = speech_wav
+    name = lab.write_notebook("busy.ipynb", [
+        "from soniox_widget import SonioxRecorder\n"
+        "from soniox_widget.local import LocalSonioxServer, ScriptedEngine\n"
+        "engine = ScriptedEngine(bytes_per_word=1500)\n"
+        "srv = LocalSonioxServer(engine, record_audio=True).start_in_thread()\n"
+        "rec = SonioxRecorder(url=srv.url)\nrec",
+        "import time\ntime.sleep(4)  # a busy cell while the microphone records",
+        "import json\n_s = srv.sessions[-1]\n"
+        "json.dump({'final_text': rec.final_text, 'expected': engine.text_for(bytes(_s.audio)),"
+        " 'server_bytes': _s.audio_bytes, 'status': rec.status}, open('busy.json', 'w'))",
+    ])
+    with chromium(wav, tmp=tmp_path) as context:
+        page = open_notebook(context, lab, name)
+        run_cell(page, 0)
+        root = page.wait_for_selector(".jp-OutputArea-output .soniox-recorder", timeout=60_000)
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "recording")
+        run_cell(page, 1)  # returns when the kernel is idle again
+        page.wait_for_timeout(1000)
+        page.click(".jp-OutputArea-output .soniox-button")
+        wait_status(page, "idle")
+        browser_bytes = int(root.get_attribute("data-bytes-sent"))
+        run_cell(page, 2)
+        result = read_result(lab, "busy.json")
+    assert result["status"] == "idle"
+    assert browser_bytes > 5000  # more than 4 s of audio at 32 kb/s
+    assert result["server_bytes"] == browser_bytes
+    assert result["final_text"] == result["expected"] != ""
