@@ -12,7 +12,6 @@ import pytest
 
 from tests.e2e.conftest import (
     ARTIFACTS,
-    _console,
     chromium,
     free_port,
     open_notebook,
@@ -35,6 +34,26 @@ json.dump({"final_text": rec.final_text, "status": rec.status, "error": rec.erro
            "server_bytes": _srv[-1].audio_bytes if _srv else None},
           open(RESULT, "w"))
 """
+
+
+# A recorder on a scripted engine in the kernel: its words are a function of the bytes
+# the server got, so tests can check the transcript exactly.
+SCRIPTED_RECORDER_CELL = (
+    "from soniox_widget import SonioxRecorder\n"
+    "from soniox_widget.local import LocalSonioxServer, ScriptedEngine\n"
+    "engine = ScriptedEngine(bytes_per_word=1500)\n"
+    "srv = LocalSonioxServer(engine, record_audio=True).start_in_thread()\n"
+    "rec = SonioxRecorder(url=srv.url)\nrec"
+)
+
+
+def record_for(page, ms: int):
+    """Click Record, wait until recording, let the fake mic speak, click Stop, wait idle."""
+    page.click(".jp-OutputArea-output .soniox-button")
+    wait_status(page, "recording")
+    page.wait_for_timeout(ms)
+    page.click(".jp-OutputArea-output .soniox-button")
+    wait_status(page, "idle")
 
 
 def wait_status(page, status: str, timeout_ms: int = 60_000) -> None:
@@ -87,8 +106,6 @@ def test_speak_and_see_the_transcript_in_page_and_kernel(lab, speech_wav, tmp_pa
 def test_microphone_denied_then_allowed(lab, speech_wav, tmp_path):
     wav, _ = speech_wav
     name = lab.write_notebook("denied.ipynb", [
-        "import logging\nlogging.basicConfig(filename='denied-kernel.log', level=logging.DEBUG,"
-        " format='%(asctime)s %(threadName)s %(name)s %(message)s')\n"
         "from soniox_widget import SonioxRecorder\nrec = SonioxRecorder()\nrec",
         "import json\njson.dump({'error': rec.error, 'status': rec.status},"
         " open('denied.json', 'w'))",
@@ -107,18 +124,7 @@ def test_microphone_denied_then_allowed(lab, speech_wav, tmp_path):
         assert "permission" in result["error"].lower() and result["status"] == "error"
         # Allowed now: the same widget records again.
         context.grant_permissions(["microphone"], origin=f"http://127.0.0.1:{lab.port}")
-        page.click(".jp-OutputArea-output .soniox-button")
-        wait_status(page, "recording")
-        page.wait_for_timeout(1500)
-        page.click(".jp-OutputArea-output .soniox-button")
-        try:
-            wait_status(page, "idle")
-        except Exception:
-            root = page.locator(".jp-OutputArea-output .soniox-recorder")
-            print("DEBUG", root.get_attribute("data-status"), root.get_attribute("data-phase"),
-                  root.get_attribute("data-chunks-sent"), page.inner_text(".soniox-error"),
-                  _console[-30:])
-            raise
+        record_for(page, 1500)
         assert not page.is_visible(".jp-OutputArea-output .soniox-error")
 
 
@@ -146,11 +152,7 @@ def test_unreachable_upstream_shows_its_error_then_records_again(lab, speech_wav
         result = read_result(lab, "unreachable.json")
         assert "Cannot reach" in shown and "Cannot reach" in result["error"]
         run_cell(page, 2)  # now something listens there
-        page.click(".jp-OutputArea-output .soniox-button")
-        wait_status(page, "recording")
-        page.wait_for_timeout(2000)
-        page.click(".jp-OutputArea-output .soniox-button")
-        wait_status(page, "idle")
+        record_for(page, 2000)
         assert "one two" in page.inner_text(".jp-OutputArea-output .soniox-final")
 
 
@@ -159,11 +161,7 @@ def test_exact_transcript_and_every_byte_with_a_scripted_engine(lab, speech_wav,
     so page, kernel and server must agree exactly; and no byte may go missing."""
     wav, _ = speech_wav
     name = lab.write_notebook("exact.ipynb", [
-        "from soniox_widget import SonioxRecorder\n"
-        "from soniox_widget.local import LocalSonioxServer, ScriptedEngine\n"
-        "engine = ScriptedEngine(bytes_per_word=1500)\n"
-        "srv = LocalSonioxServer(engine, record_audio=True).start_in_thread()\n"
-        "rec = SonioxRecorder(url=srv.url)\nrec",
+        SCRIPTED_RECORDER_CELL,
         "import json\n_s = srv.sessions[-1]\n"
         "json.dump({'final_text': rec.final_text, 'expected': engine.text_for(bytes(_s.audio)),"
         " 'server_bytes': _s.audio_bytes, 'kernel_bytes': rec.audio_stats['bytes'],"
@@ -174,11 +172,7 @@ def test_exact_transcript_and_every_byte_with_a_scripted_engine(lab, speech_wav,
         page = open_notebook(context, lab, name)
         run_cell(page, 0)
         root = page.wait_for_selector(".jp-OutputArea-output .soniox-recorder", timeout=60_000)
-        page.click(".jp-OutputArea-output .soniox-button")
-        wait_status(page, "recording")
-        page.wait_for_timeout(3000)
-        page.click(".jp-OutputArea-output .soniox-button")
-        wait_status(page, "idle")
+        record_for(page, 3000)
         shown = page.inner_text(".jp-OutputArea-output .soniox-final")
         browser_bytes = int(root.get_attribute("data-bytes-sent"))
         root.screenshot(path=str(ARTIFACTS / "widget-scripted.png"))
@@ -195,10 +189,7 @@ def test_exact_transcript_and_every_byte_with_a_scripted_engine(lab, speech_wav,
 def test_two_views_show_the_same_transcript(lab, speech_wav, tmp_path):
     wav, _ = speech_wav
     name = lab.write_notebook("twoviews.ipynb", [
-        "from soniox_widget import SonioxRecorder\n"
-        "from soniox_widget.local import LocalSonioxServer, ScriptedEngine\n"
-        "srv = LocalSonioxServer(ScriptedEngine(bytes_per_word=1500)).start_in_thread()\n"
-        "rec = SonioxRecorder(url=srv.url)\nrec",
+        SCRIPTED_RECORDER_CELL,
         "rec",
     ])
     with chromium(wav, tmp=tmp_path) as context:
@@ -229,11 +220,7 @@ def test_a_busy_cell_loses_no_audio(lab, speech_wav, tmp_path):
     """While a cell blocks the kernel, the browser's chunks wait; after it, all arrive."""
     wav, _ = speech_wav
     name = lab.write_notebook("busy.ipynb", [
-        "from soniox_widget import SonioxRecorder\n"
-        "from soniox_widget.local import LocalSonioxServer, ScriptedEngine\n"
-        "engine = ScriptedEngine(bytes_per_word=1500)\n"
-        "srv = LocalSonioxServer(engine, record_audio=True).start_in_thread()\n"
-        "rec = SonioxRecorder(url=srv.url)\nrec",
+        SCRIPTED_RECORDER_CELL,
         "import time\ntime.sleep(4)  # a busy cell while the microphone records",
         "import json\n_s = srv.sessions[-1]\n"
         "json.dump({'final_text': rec.final_text, 'expected': engine.text_for(bytes(_s.audio)),"
