@@ -12,6 +12,7 @@ import concurrent.futures
 import logging
 import os
 import wave
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,36 @@ def audio_duration(path: Path) -> float | None:
     return None
 
 
+async def read_audio_file(file: Path) -> tuple[bytes, float | None]:
+    """The file's bytes and its duration in seconds (None if it cannot be told)."""
+    try:
+        data = await asyncio.to_thread(file.read_bytes)
+    except (FileNotFoundError, IsADirectoryError):
+        raise FileNotFoundError(f"no audio file at {file}; check the path") from None
+    if not data:
+        raise ConfigError(f"{file} is empty; nothing to transcribe")
+    return data, await asyncio.to_thread(audio_duration, file)
+
+
+async def paced_chunks(data: bytes, seconds: float | None, pace: bool
+                       ) -> AsyncIterator[bytes]:
+    """The audio in pieces of ``CHUNK_SECONDS`` of sound, at real time when ``pace``.
+
+    Without a known duration the bytes are paced as 128 kb/s audio.
+    """
+    if not seconds:
+        seconds = len(data) / _FALLBACK_BYTES_PER_SECOND
+        if pace:
+            logger.warning("cannot tell the audio's duration; pacing it as 128 kb/s audio")
+    step = max(1024, int(len(data) / seconds * CHUNK_SECONDS))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    for n, i in enumerate(range(0, len(data), step)):
+        yield data[i : i + step]
+        delay = began + (n + 1) * CHUNK_SECONDS - loop.time() if pace else 0.0
+        await asyncio.sleep(max(0.0, delay))
+
+
 async def transcribe_file_async(
     path: str | os.PathLike[str],
     *,
@@ -70,35 +101,17 @@ async def transcribe_file_async(
         on_reply: optional callable receiving each :class:`~soniox_widget.protocol.Reply`.
         **options: :class:`SonioxConfig` options (language_hints=["en"], ...).
     """
-    file = Path(path)
     config = SonioxConfig.from_options(options)
-    try:
-        data = await asyncio.to_thread(file.read_bytes)
-    except (FileNotFoundError, IsADirectoryError):
-        raise FileNotFoundError(f"no audio file at {file}; check the path") from None
-    if not data:
-        raise ConfigError(f"{file} is empty; nothing to transcribe")
+    data, seconds = await read_audio_file(Path(path))
     backend = choose_backend(engine, api_key=api_key, url=url, model=config.model)
     pace = backend.paces_realtime if realtime is None else realtime
-    seconds = await asyncio.to_thread(audio_duration, file)
-    if not seconds:
-        seconds = len(data) / _FALLBACK_BYTES_PER_SECOND
-        if pace:
-            logger.warning("cannot tell the duration of %s; pacing it as 128 kb/s audio", file)
-    chunk = max(1024, int(len(data) / seconds * CHUNK_SECONDS))
     transcript = Transcript()
     async with UpstreamSession(config, api_key=backend.api_key, url=backend.url) as session:
         async def feed() -> None:
-            loop = asyncio.get_running_loop()
-            began = loop.time()
-            for n, i in enumerate(range(0, len(data), chunk)):
+            async for piece in paced_chunks(data, seconds, pace):
                 if session.error is not None:
                     return
-                session.send_audio(data[i : i + chunk])
-                if pace:
-                    await asyncio.sleep(max(0.0, began + (n + 1) * CHUNK_SECONDS - loop.time()))
-                else:
-                    await asyncio.sleep(0)
+                session.send_audio(piece)
             session.end()
 
         feeder = asyncio.create_task(feed())

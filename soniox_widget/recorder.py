@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -35,7 +36,7 @@ import traitlets
 from .backend import Backend, choose_backend
 from .config import SonioxConfig
 from .errors import ConfigError, MissingAPIKeyError, SonioxError, SonioxWidgetError
-from .headless import CHUNK_SECONDS, audio_duration
+from .headless import paced_chunks, read_audio_file
 from .protocol import Reply
 from .transcript import Transcript, segments_of
 from .upstream import UpstreamSession
@@ -381,8 +382,6 @@ class SonioxRecorder(anywidget.AnyWidget):
     # -- kernel → views -------------------------------------------------------------
 
     def _send_view(self, message: dict[str, Any]) -> None:
-        import json
-
         self.bytes_sent_to_views += len(json.dumps(message))
         self.send(message)
 
@@ -506,20 +505,14 @@ class SonioxRecorder(anywidget.AnyWidget):
         return self._loop.create_task(self._transcribe_file(file, realtime))
 
     async def _transcribe_file(self, file: Path, realtime: bool | None) -> Transcript:
-        data = await asyncio.to_thread(file.read_bytes)
-        seconds = await asyncio.to_thread(audio_duration, file) or len(data) / 16_000
+        data, seconds = await read_audio_file(file)
         backend = self._backend or self._resolve_backend()
         pace = realtime if realtime is not None else bool(backend and backend.paces_realtime)
-        step = max(1024, int(len(data) / seconds * CHUNK_SECONDS))
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        for n, i in enumerate(range(0, len(data), step)):
-            self.feed(data[i : i + step])
+        async for piece in paced_chunks(data, seconds, pace):
+            self.feed(piece)
             rec = self._recording
             if rec is None or rec.upstream.error is not None:
                 break
-            delay = began + (n + 1) * CHUNK_SECONDS - loop.time() if pace else 0.0
-            await asyncio.sleep(max(0.0, delay))
         self.stop()
         return await self.wait_until_idle()
 
