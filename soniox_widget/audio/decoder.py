@@ -28,6 +28,10 @@ _RAW_DTYPES = {
 }
 
 
+#: The raw formats this decoder reads (Soniox also takes mulaw, alaw and 24-bit PCM).
+RAW_PCM_FORMATS = frozenset(_RAW_DTYPES)
+
+
 class DecodeError(Exception):
     """The bytes are not audio in the declared format."""
 

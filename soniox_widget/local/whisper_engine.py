@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from ..audio.decoder import SAMPLE_RATE, DecodeError, RawPCMDecoder, StreamingDecoder
+from ..audio.decoder import (
+    RAW_PCM_FORMATS,
+    SAMPLE_RATE,
+    DecodeError,
+    RawPCMDecoder,
+    StreamingDecoder,
+)
 from ..config import SonioxConfig
 from ..protocol import END_TOKEN, FIN_TOKEN, Token
 from .agreement import TrimPolicy, Word, agreed_prefix, new_words, to_tokens
@@ -100,10 +106,7 @@ class WhisperEngine(Engine):
         if config.enable_speaker_diarization:
             raise EngineError(400, "the offline engine does not do speaker diarization; turn "
                               "enable_speaker_diarization off or set SONIOX_API_KEY")
-        if config.is_raw_audio and config.audio_format not in (
-                "pcm_s8", "pcm_u8", "pcm_s16le", "pcm_s16be", "pcm_u16le", "pcm_u16be",
-                "pcm_s32le", "pcm_s32be", "pcm_u32le", "pcm_u32be", "pcm_f32le", "pcm_f32be",
-                "pcm_f64le", "pcm_f64be"):
+        if config.is_raw_audio and config.audio_format not in RAW_PCM_FORMATS:
             raise EngineError(400, f"the offline engine cannot decode {config.audio_format}; "
                               "send pcm_s16le or a container format (audio_format='auto')")
 

@@ -168,6 +168,7 @@ async def test_truncated_stream_keeps_what_was_heard(server, two_sentences):
     ({"language_hints": ["de"]}, "English only"),
     ({"translation": {"type": "one_way", "target_language": "fr"}}, "does not translate"),
     ({"enable_speaker_diarization": True}, "diarization"),
+    ({"audio_format": "mulaw", "sample_rate": 8000, "num_channels": 1}, "cannot decode mulaw"),
 ])
 async def test_unsupported_options_are_refused(server, options, match):
     with pytest.raises(SonioxError, match=match) as info:
