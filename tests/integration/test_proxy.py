@@ -145,3 +145,33 @@ def test_cli_refuses_to_start_without_a_key_or_engine(tmp_path):
     )
     assert result.returncode != 0
     assert "SONIOX_API_KEY" in result.stderr
+
+
+@pytest.mark.engine
+def test_cli_serves_the_page_on_the_offline_engine_and_stops_on_sigint(tmp_path):
+    import re
+    import signal
+
+    from soniox_widget.local import local_engine_available
+
+    if not local_engine_available():
+        pytest.skip("needs soniox-widget[local]")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "soniox_widget.proxy", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=env)
+    try:
+        line = proc.stdout.readline()  # the banner; the process exits if it cannot start
+        match = re.search(r"\((.+)\) serving (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line + proc.stderr.read() if proc.poll() is not None else line
+        assert match.group(1) == "local engine (offline)"
+        with urllib.request.urlopen(match.group(2), timeout=10) as page:
+            assert page.status == 200 and b'id="trigger"' in page.read()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
