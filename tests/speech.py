@@ -60,21 +60,27 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def encode(wav: str | Path, fmt: str = "webm", codec: str = "libopus",
-           bit_rate: int = 32000) -> bytes:
-    """Encode a WAV like a browser's MediaRecorder would (webm/opus at 48 kHz by default)."""
+           bit_rate: int = 32000, rate: int = 48000,
+           options: dict[str, str] | None = None) -> bytes:
+    """Encode a WAV like a recorder would: webm/opus at 48 kHz by default (Chromium's
+    MediaRecorder); also ogg/opus, fragmented mp4/aac, mp3, flac."""
     import io
 
     import av
 
     buf = io.BytesIO()
-    with av.open(buf, "w", format=fmt) as out, av.open(str(wav)) as inp:
-        stream = out.add_stream(codec, rate=48000 if codec == "libopus" else 44100,
-                                layout="mono")
-        stream.bit_rate = bit_rate
+    with av.open(buf, "w", format=fmt, options=options or {}) as out, \
+            av.open(str(wav)) as inp:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        if codec != "flac":
+            stream.bit_rate = bit_rate
+        sample_format = stream.codec_context.codec.audio_formats[0].name
+        resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
         for frame in inp.decode(audio=0):
             frame.pts = None
-            for packet in stream.encode(frame):
-                out.mux(packet)
+            for converted in resampler.resample(frame):
+                for packet in stream.encode(converted):
+                    out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
