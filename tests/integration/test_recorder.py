@@ -182,9 +182,13 @@ async def test_feed_and_stop_from_python(recorder, local_server, engine):
 async def test_transcribe_file_through_the_widget(recorder, local_server, engine, tmp_path):
     path = tmp_path / "audio.webm"
     path.write_bytes(AUDIO)
+    with pytest.raises(Exception, match="no audio recorded yet"):
+        recorder.save_audio(tmp_path / "none.webm")
     t = await recorder.transcribe_file(path, realtime=False)
     assert t.final_text == engine.text_for(AUDIO) == recorder.final_text
     assert local_server.sessions[0].audio_bytes == len(AUDIO)
+    assert recorder.save_audio(tmp_path / "kept.webm").read_bytes() == AUDIO
+    assert recorder.audio_stats["bytes"] == recorder.audio_stats["bytes_sent_upstream"]
 
 
 async def test_close_mid_recording_leaves_nothing(local_server, no_task_leaks):
