@@ -425,6 +425,9 @@ class WhisperStream(EngineStream):
     def _committed_text_before(self, t: float) -> None:
         moved = [w for w in self.committed if w.end <= t + 0.05 and w not in self._in_prompt]
         if moved:
+            # Only words still in the seam list can be seen again: forget the rest so
+            # this set stays as small as that list however long the session runs.
+            self._in_prompt = {w for w in self._in_prompt if w in self.committed}
             self._in_prompt.update(moved)
             self.prompt = (self.prompt + "".join(w.text for w in moved))[
                 -self.settings.prompt_chars:]
