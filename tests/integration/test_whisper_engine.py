@@ -258,7 +258,7 @@ async def test_thirty_minutes_stay_bounded(engine, two_sentences, record_propert
     record_property("rss_change_mb_whole_session", round(after - before, 1))
     record_property("rss_growth_mb_minutes_5_15_to_20_30", round(late - early, 1))
     record_property("settled_rss_mb_per_minute", [round(x) for x in samples])
-    assert s.max_buffer_s <= engine.settings.trim.hard_s + 2 * engine.settings.step_s
+    assert s.max_buffer_s <= engine.settings.trim.hard_s + 2 * engine.settings.max_step_s
     assert after - before < 300, f"RSS grew {after - before:.0f} MB"
     assert late - early < 40, (
         f"RSS grew {late - early:.0f} MB after warm-up: not flat "
