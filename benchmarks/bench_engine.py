@@ -1,6 +1,6 @@
 """Benchmark of the offline engine, through the real local server over 127.0.0.1.
 
-    .venv/bin/python benchmarks/bench_engine.py            # full run (~5 min on 2 cores)
+    .venv/bin/python benchmarks/bench_engine.py            # full run (~9 min on 2 cores)
     .venv/bin/python benchmarks/bench_engine.py --quick    # fewer sentences and voices
 
 Prints markdown tables: real-time factor, concurrent real-time streams, latency from the
