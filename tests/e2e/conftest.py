@@ -44,10 +44,16 @@ def free_port() -> int:
 
 
 class Lab:
-    """A running JupyterLab server with a scratch root folder."""
+    """A running Jupyter server (JupyterLab, or Notebook 7) with a scratch root folder."""
 
-    def __init__(self, root: Path, port: int, token: str, proc: subprocess.Popen) -> None:
+    def __init__(self, root: Path, port: int, token: str, proc: subprocess.Popen,
+                 app: str = "lab") -> None:
         self.root, self.port, self.token, self.proc = root, port, token, proc
+        self.app = app
+
+    def notebook_path(self, name: str) -> str:
+        """Where the app opens a notebook: /lab/tree/... or Notebook 7's /notebooks/..."""
+        return f"/lab/tree/{name}?reset" if self.app == "lab" else f"/notebooks/{name}"
 
     def url(self, path: str) -> str:
         sep = "&" if "?" in path else "?"
@@ -64,24 +70,40 @@ class Lab:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory) -> Iterator[Lab]:
-    root = tmp_path_factory.mktemp("lab")
+    with jupyter_server(tmp_path_factory.mktemp("lab"), "lab") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def notebook7(tmp_path_factory) -> Iterator[Lab]:
+    """Jupyter Notebook 7, the other front end built on the same widget manager."""
+    pytest.importorskip("notebook", minversion="7",
+                        reason="Notebook 7 is not installed (the [test] extra has it)")
+    with jupyter_server(tmp_path_factory.mktemp("nb7"), "notebook") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def jupyter_server(root: Path, app: str) -> Iterator[Lab]:
+    """Start ``jupyter lab`` or ``jupyter notebook`` on 127.0.0.1 and wait until it answers."""
     port, token = free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k not in ("SONIOX_API_KEY", "SONIOX_WS_URL")}
     env["JUPYTER_CONFIG_DIR"] = str(root / ".jupyter-config")  # no user settings leak in
-    log = (ARTIFACTS / "jupyterlab.log")
+    app_class = "LabApp" if app == "lab" else "JupyterNotebookApp"
+    quiet = ["--LabApp.extension_manager=readonly", "--LabApp.news_url=",
+             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    log = ARTIFACTS / f"jupyter-{app}.log"
     ARTIFACTS.mkdir(exist_ok=True)
     with open(log, "w") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
+            [sys.executable, "-m", "jupyter", app, "--no-browser", f"--port={port}",
              "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
              "--ServerApp.password=", f"--ServerApp.root_dir={root}",
-             "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False",
-             "--ServerApp.allow_root=True", "--LabApp.extension_manager=readonly",
-             "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-             "jupyterlab.NeverCheckForUpdate"],
+             f"--{app_class}.expose_app_in_browser=True", "--ServerApp.open_browser=False",
+             "--ServerApp.allow_root=True", *(quiet if app == "lab" else [])],
             cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )
-        server = Lab(root, port, token, proc)
+        server = Lab(root, port, token, proc, app)
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -90,7 +112,7 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     proc.kill()
-                    pytest.fail(f"JupyterLab did not start; see {log}")
+                    pytest.fail(f"jupyter {app} did not start; see {log}")
                 time.sleep(0.5)
         try:
             yield server
@@ -139,7 +161,7 @@ def chromium(wav: Path, *, fake_ui: bool = True, tmp: Path):
 def open_notebook(context, lab: Lab, name: str):
     page = context.new_page()
     page.on("console", lambda m: _console.append(f"{m.type}: {m.text}"))
-    page.goto(lab.url(f"/lab/tree/{name}?reset"), timeout=60_000)
+    page.goto(lab.url(lab.notebook_path(name)), timeout=60_000)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     # Wait for the kernel to be ready before running anything.
     page.wait_for_function(

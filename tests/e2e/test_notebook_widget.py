@@ -62,6 +62,16 @@ def wait_status(page, status: str, timeout_ms: int = 60_000) -> None:
 
 
 def test_speak_and_see_the_transcript_in_page_and_kernel(lab, speech_wav, tmp_path):
+    speak_and_check(lab, speech_wav, tmp_path, "widget")
+
+
+def test_notebook_7(notebook7, speech_wav, tmp_path):
+    """The same recording in Jupyter Notebook 7 (its own shell, same widget manager)."""
+    speak_and_check(notebook7, speech_wav, tmp_path, "widget-notebook7")
+
+
+def speak_and_check(lab, speech_wav, tmp_path, shot: str) -> None:
+    """Record the fake microphone's sentence; check page, kernel and server agree."""
     from tests.speech import word_error_rate
 
     wav, spoken = speech_wav
@@ -84,14 +94,14 @@ def test_speak_and_see_the_transcript_in_page_and_kernel(lab, speech_wav, tmp_pa
             ".join(' ').trim(); return t.split(/\\s+/).length >= 4; }",
             timeout=30_000,
         )
-        root.screenshot(path=str(ARTIFACTS / "widget-recording.png"))
+        root.screenshot(path=str(ARTIFACTS / f"{shot}-recording.png"))
         page.wait_for_timeout(3500)
         page.click(".jp-OutputArea-output .soniox-button")
         wait_status(page, "idle", timeout_ms=60_000)
         shown = page.inner_text(".jp-OutputArea-output .soniox-final").strip()
         browser_bytes = int(root.get_attribute("data-bytes-sent") or -1)
         page.locator(".jp-OutputArea-output .soniox-recorder").screenshot(
-            path=str(ARTIFACTS / "widget.png"))
+            path=str(ARTIFACTS / f"{shot}.png"))
         run_cell(page, 1)
         result = read_result(lab, "speak.json")
 
