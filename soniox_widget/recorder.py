@@ -488,14 +488,16 @@ class SonioxRecorder(anywidget.AnyWidget):
                               reason="closed")
         self._forward(rec, bytes(data))
 
-    def transcribe_file(self, path: str | os.PathLike[str], *, realtime: bool | None = None
+    def transcribe_file(self, path: str | os.PathLike[str], *, realtime: bool = True
                         ) -> asyncio.Task[Transcript]:
         """Push a file's audio through the widget, live, as if spoken; returns a task.
 
         The traits and the view update while it runs. In a notebook: ``await
         rec.transcribe_file("speech.wav")`` gives the :class:`Transcript`; without
         ``await`` it runs on in the background after the cell ends.
-        ``realtime`` paces the audio at real time (default: only for Soniox).
+        ``realtime=False`` sends the audio as fast as the engine takes it: quicker with
+        the local engine, which then decodes in bigger steps (fewer, later updates).
+        Soniox expects real-time pace and may cut a long burst short.
         """
         file = Path(path)
         if not file.is_file():
@@ -504,11 +506,9 @@ class SonioxRecorder(anywidget.AnyWidget):
             raise SonioxError("a recording is in progress; stop it first", reason="closed")
         return self._loop.create_task(self._transcribe_file(file, realtime))
 
-    async def _transcribe_file(self, file: Path, realtime: bool | None) -> Transcript:
+    async def _transcribe_file(self, file: Path, realtime: bool) -> Transcript:
         data, seconds = await read_audio_file(file)
-        backend = self._backend or self._resolve_backend()
-        pace = realtime if realtime is not None else bool(backend and backend.paces_realtime)
-        async for piece in paced_chunks(data, seconds, pace):
+        async for piece in paced_chunks(data, seconds, realtime):
             self.feed(piece)
             rec = self._recording
             if rec is None or rec.upstream.error is not None:

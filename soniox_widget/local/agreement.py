@@ -87,18 +87,29 @@ def to_tokens(words: Sequence[Word], *, is_final: bool, first_in_stream: bool,
 class TrimPolicy:
     """When to cut audio from the front of the buffer.
 
-    After a commit, once the buffer is longer than ``soft_s``, cut at the end of
-    the last committed word. If nothing is agreed for ``hard_s`` (a long run-on
-    utterance), commit everything and cut anyway, so memory and work stay bounded.
+    Once the buffer is longer than ``soft_s``, cut in the middle of a pause the speaker
+    made inside the committed audio (a gap between voice-activity spans): a cut there
+    clips no word. Cutting at a word's end instead, as timed by Whisper, can clip the
+    first sound of the next word ("station" heard as "nation"), so that is done only
+    when the buffer passes ``anywhere_s`` without a pause. If nothing is agreed for
+    ``hard_s`` (a long run-on utterance), commit everything and cut anyway, so memory
+    and work stay bounded.
     """
 
     soft_s: float = 8.0
+    anywhere_s: float = 12.0
     hard_s: float = 16.0
 
     def cut_at(self, buffer_start: float, buffer_end: float, committed_end: float | None,
-               ) -> float | None:
+               pauses: Sequence[tuple[float, float]] = ()) -> float | None:
+        """Where to cut (stream seconds), or None; ``pauses`` are silent stretches."""
         length = buffer_end - buffer_start
-        if committed_end is not None and length > self.soft_s and committed_end > buffer_start:
+        if committed_end is None or committed_end <= buffer_start or length <= self.soft_s:
+            return None
+        quiet = [(a + b) / 2 for a, b in pauses if b <= committed_end and a > buffer_start]
+        if quiet:
+            return max(quiet)
+        if length > self.anywhere_s:
             return committed_end
         return None
 

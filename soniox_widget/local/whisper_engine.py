@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -353,21 +355,33 @@ class WhisperStream(EngineStream):
 
     async def _step(self, loop: asyncio.AbstractEventLoop, mode: str) -> None:
         self.since_step = 0
-        update = await loop.run_in_executor(self.engine._executor, self._recognise, mode)
+        update, left = await loop.run_in_executor(self.engine._executor, self._recognise, mode)
+        self.since_step = left  # audio after a pause, not decoded yet: due at the next step
         if update is not None:
             self._emit(update)
 
     # -- recognition (worker thread) -------------------------------------------------
 
-    def _recognise(self, mode: str) -> EngineUpdate | None:
+    def _recognise(self, mode: str) -> tuple[EngineUpdate | None, int]:
+        """Decode the buffer; returns the update and how many samples were left for later."""
         audio = self.buffer
-        end_time = self.buffer_start + len(audio) / SAMPLE_RATE
         self.max_buffer_s = max(self.max_buffer_s, len(audio) / SAMPLE_RATE)
         flush = mode in ("finalize", "end")
         final: list[Word] = []
         events: list[Token] = []
         paused = False
         spans = self.engine.speech_spans(audio)
+        left = 0
+        if not flush and (pause := self._first_pause(spans)) is not None:
+            # The speaker paused and went on, all within this step (a stream that is
+            # behind takes several steps at once). Decode up to where a live stream
+            # would have noticed the pause, so the utterance ends there (with <end>)
+            # just as it would have live; the rest waits for the next step.
+            left = len(audio) - pause
+            audio = audio[:pause]
+            spans = [(a, min(b, pause / SAMPLE_RATE)) for a, b in spans
+                     if a < pause / SAMPLE_RATE]
+        end_time = self.buffer_start + len(audio) / SAMPLE_RATE
         if not spans:
             # Silence: nothing to decode; a guess left over is as settled as it gets.
             final, self.hypothesis = self.hypothesis, []
@@ -397,10 +411,20 @@ class WhisperStream(EngineStream):
                 events.append(Token(FIN_TOKEN, True))
         if final and not events:
             self.utterance_open = True
-        return self._commit(final, events, end_time, clear=flush or paused)
+        start = self.buffer_start
+        pauses = [(start + a[1], start + b[0]) for a, b in itertools.pairwise(spans)]
+        return self._commit(final, events, end_time, clear=flush or paused, pauses=pauses), left
+
+    def _first_pause(self, spans: list[tuple[float, float]]) -> int | None:
+        """Sample index ``endpoint_silence_s`` into the first long gap between speech."""
+        need = self.settings.endpoint_silence_s
+        for (_a, end), (start, _b) in itertools.pairwise(spans):
+            if start - end >= need:
+                return math.ceil((end + need) * SAMPLE_RATE)
+        return None
 
     def _commit(self, final: list[Word], events: list[Token], end_time: float,
-                clear: bool) -> EngineUpdate | None:
+                clear: bool, pauses: list[tuple[float, float]]) -> EngineUpdate | None:
         tokens = to_tokens(final, is_final=True, first_in_stream=not self.any_final,
                            language=self.language)
         if final:
@@ -410,7 +434,8 @@ class WhisperStream(EngineStream):
         if clear:
             self._cut(end_time)
         else:
-            cut = self.settings.trim.cut_at(self.buffer_start, end_time, committed_end)
+            cut = self.settings.trim.cut_at(self.buffer_start, end_time, committed_end,
+                                            pauses)
             if cut is not None:
                 self._cut(cut)
         nonfinal = to_tokens(self.hypothesis, is_final=False,

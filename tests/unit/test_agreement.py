@@ -35,8 +35,14 @@ def test_tokens_first_word_without_space_and_times_in_ms():
 
 
 def test_trim_policy_bounds_the_buffer():
-    p = TrimPolicy(soft_s=8, hard_s=16)
-    assert p.cut_at(0, 5, committed_end=4) is None          # short buffer: keep context
-    assert p.cut_at(0, 9, committed_end=6) == 6              # long: cut at the commit
-    assert p.cut_at(10, 19, committed_end=None) is None      # nothing committed yet
+    p = TrimPolicy(soft_s=8, anywhere_s=12, hard_s=16)
+    pauses = [(3.0, 3.4), (6.5, 7.5)]
+    assert p.cut_at(0, 5, committed_end=4, pauses=pauses) is None   # short: keep context
+    assert p.cut_at(0, 9, committed_end=6, pauses=pauses) == 3.2    # in the committed pause
+    assert p.cut_at(0, 9, committed_end=8, pauses=pauses) == 7.0    # the latest one
+    assert p.cut_at(0, 9, committed_end=6) is None                  # no pause: wait...
+    assert p.cut_at(0, 13, committed_end=6) == 6                    # ...until it is long
+    assert p.cut_at(4, 13, committed_end=6, pauses=pauses) is None  # pause already cut
+    assert p.cut_at(4, 17, committed_end=6, pauses=pauses) == 6     # so, once it is long
+    assert p.cut_at(10, 19, committed_end=None) is None             # nothing committed yet
     assert p.must_flush(0, 17) and not p.must_flush(0, 15)
