@@ -372,7 +372,8 @@ class WhisperStream(EngineStream):
         paused = False
         spans = self.engine.speech_spans(audio)
         left = 0
-        if not flush and (pause := self._first_pause(spans)) is not None:
+        pause = None if flush else self._first_pause(spans)
+        if pause is not None:
             # The speaker paused and went on, all within this step (a stream that is
             # behind takes several steps at once). Decode up to where a live stream
             # would have noticed the pause, so the utterance ends there (with <end>)
@@ -380,7 +381,7 @@ class WhisperStream(EngineStream):
             left = len(audio) - pause
             audio = audio[:pause]
             spans = [(a, min(b, pause / SAMPLE_RATE)) for a, b in spans
-                     if a < pause / SAMPLE_RATE]
+                     if a < pause / SAMPLE_RATE] or spans[:1]
         end_time = self.buffer_start + len(audio) / SAMPLE_RATE
         if not spans:
             # Silence: nothing to decode; a guess left over is as settled as it gets.
@@ -398,7 +399,7 @@ class WhisperStream(EngineStream):
                 n = agreed_prefix(self.hypothesis, words)
                 final, self.hypothesis = words[:n], words[n:]
             trailing = len(audio) / SAMPLE_RATE - spans[-1][1]
-            if not flush and trailing >= self.settings.endpoint_silence_s:
+            if pause is not None or (not flush and trailing >= self.settings.endpoint_silence_s):
                 # The speaker paused: what was said is settled, and the audio before
                 # the pause need not be decoded again.
                 final, self.hypothesis = final + self.hypothesis, []
