@@ -75,3 +75,35 @@ def test_raw_pcm_keeps_partial_frames_between_calls():
     raw = samples.tobytes()
     out = np.concatenate([dec.decode(raw[:7]), dec.decode(raw[7:])])
     np.testing.assert_allclose(out, np.arange(-50, 50) / 32768, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "webm"])
+def test_audio_comes_out_while_the_stream_is_young(wav, fmt):
+    """The first second of a stream is decoded before more arrives.
+
+    FFmpeg's default probe waits for up to 5 s of audio before the first frame (a WAV
+    streamed at real time showed its first words 4 s late). An MP3 stream still waits
+    longer than a second before its first frame; it is not covered here.
+    """
+    from soniox_widget.audio import StreamingDecoder
+    from tests import speech
+
+    data = wav.read_bytes() if fmt == "wav" else speech.encode(
+        wav, fmt, "libopus")
+    first_second = data[: len(data) // round(speech.duration(wav))]
+    parts: list[np.ndarray] = []
+    got_some = threading.Event()
+
+    def on_audio(samples: np.ndarray) -> None:
+        parts.append(samples)
+        if sum(map(len, parts)) >= 0.4 * 16000:
+            got_some.set()
+
+    decoder = StreamingDecoder(on_audio, lambda e: None)
+    try:
+        decoder.feed(first_second)  # and nothing more, yet
+        assert got_some.wait(10), (
+            f"only {sum(map(len, parts)) / 16000:.2f} s decoded from the first second")
+    finally:
+        decoder.abort()
+    assert not decoder.alive
