@@ -200,7 +200,133 @@ def error_reply(code: int, message: str) -> Reply:
     return Reply(error_code=code, error_message=message)
 
 
-# Control messages a client sends (text frames).
+# -- client → server -------------------------------------------------------------------
+#
+# Every frame a client sends is built here and every frame a server receives is parsed
+# here: the upstream driver, the local server and the standalone proxy share one
+# definition of start, audio, finalize, keepalive and end of stream.
+
+#: Error codes after which the session is restarted on a new connection (Soniox's
+#: "Please restart the request" 503, server errors, and 408 timeouts).
+RECONNECT_ERROR_CODES = frozenset({408, 500, 503})
+
+
+@dataclass(frozen=True)
+class StartMessage:
+    """The first frame: the session's configuration (JSON object, never the key)."""
+
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FinalizeRequest:
+    trailing_silence_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class KeepaliveMessage:
+    pass
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    pass
+
+
+ClientMessage = StartMessage | AudioFrame | FinalizeRequest | KeepaliveMessage | EndOfStream
+
+#: The deepest JSON nesting a control frame may have; deeper frames are refused
+#: before ``json`` recurses into them.
+_MAX_JSON_DEPTH = 32
+_MAX_CONTROL_BYTES = 64 * 1024
+
+
+def encode_client_message(message: ClientMessage) -> str | bytes:
+    """The WebSocket frame for one client message (text for JSON, binary for audio)."""
+    if isinstance(message, AudioFrame):
+        return message.data
+    if isinstance(message, EndOfStream):
+        return END_OF_STREAM
+    if isinstance(message, KeepaliveMessage):
+        return KEEPALIVE_MESSAGE
+    if isinstance(message, FinalizeRequest):
+        return finalize_message(message.trailing_silence_ms)
+    if isinstance(message, StartMessage):
+        return json.dumps(message.config, ensure_ascii=False)
+    raise TypeError(f"not a client message: {type(message).__name__}")
+
+
+def _too_deep(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            if depth > _MAX_JSON_DEPTH:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def _load_json_object(frame: str, what: str) -> dict[str, Any]:
+    if len(frame) > _MAX_CONTROL_BYTES:
+        raise ProtocolError(f"the {what} is over {_MAX_CONTROL_BYTES} bytes")
+    if _too_deep(frame):
+        raise ProtocolError(f"the {what} is nested too deeply")
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        raise ProtocolError(f"the {what} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"the {what} must be a JSON object")
+    return data
+
+
+def parse_start_message(frame: str | bytes) -> StartMessage:
+    """Parse a session's first frame; raise :class:`ProtocolError` (a 400) if it is not one.
+
+    Only the shape is checked here; what the options mean is
+    :meth:`SonioxConfig.from_start_message`'s job.
+    """
+    if not isinstance(frame, str):
+        raise ProtocolError("the first message must be the JSON start message (a text "
+                            "frame), not audio")
+    return StartMessage(_load_json_object(frame, "start message"))
+
+
+def parse_client_message(frame: str | bytes) -> ClientMessage:
+    """Parse a frame a client sent after the start message.
+
+    Binary frames are audio, an empty frame (text or binary) ends the stream, and a
+    text frame is a ``finalize`` or ``keepalive`` control message. Anything else
+    raises :class:`ProtocolError` with a message fit to send back to the client.
+    """
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        data = bytes(frame)
+        return AudioFrame(data) if data else EndOfStream()
+    if frame == "":
+        return EndOfStream()
+    control = _load_json_object(
+        frame, "text message (send audio as binary frames; text frames must be JSON "
+        "control messages or empty)")
+    kind = control.get("type")
+    if kind == "keepalive":
+        return KeepaliveMessage()
+    if kind == "finalize":
+        silence = control.get("trailing_silence_ms")
+        if silence is not None and (isinstance(silence, bool) or not isinstance(silence, int)
+                                    or silence < 0):
+            raise ProtocolError("trailing_silence_ms must be a non-negative integer")
+        return FinalizeRequest(silence)
+    raise ProtocolError(f"unknown control message type {str(kind)[:40]!r}; expected "
+                        "'finalize' or 'keepalive'")
+
+
 def finalize_message(trailing_silence_ms: int | None = None) -> str:
     msg: dict[str, Any] = {"type": "finalize"}
     if trailing_silence_ms is not None:
