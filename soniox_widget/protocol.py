@@ -77,7 +77,10 @@ class Token:
             if value is None:
                 return None
             if isinstance(value, bool) or not isinstance(value, kind):
-                raise ProtocolError(f"token field {name!r} has the wrong type: {value!r}")
+                # Name the field and its type, never the value: a hostile server
+                # could put anything there, the user's key included.
+                raise ProtocolError(f"token field {name!r} has the wrong type "
+                                    f"({type(value).__name__})")
             return value
 
         start = opt("start_ms", (int, float))

@@ -1,10 +1,11 @@
 """The proxy coroutine: one real-time session with Soniox (or a compatible server).
 
-:class:`UpstreamSession` is the only client of the Soniox wire protocol in this
-package; the notebook widget, the standalone proxy and ``transcribe_file`` all
-use it. It accepts audio at any time (before the connection is open, too) and
-sends it in order; nothing is dropped. Every failure ends up as one
-:class:`~soniox_widget.errors.SonioxError`.
+:class:`UpstreamSession` is the asyncio driver of the pure
+:class:`~soniox_widget.session.core.SessionCore`: it opens the connections the
+core asks for, sends the frames it produces, feeds it what the server says and
+the passing of time, and hands replies to the caller. It makes no decision of
+its own; the notebook widget, the standalone proxy and ``transcribe_file`` all
+use it.
 
 Example::
 
@@ -13,81 +14,87 @@ Example::
         session.end()                      # end of stream
         async for reply in session.replies():
             print(reply.tokens)
+
+No receive is ever wrapped in ``asyncio.wait_for`` (on Python 3.10/3.11 that can
+swallow a cancel): each connection is read by a plain ``async for``, and all
+deadlines are one timer that fires only when something is due.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from .auth import APIKey, find_api_key
-from .config import SonioxConfig, resolve_ws_url
-from .errors import ConfigError, MissingAPIKeyError, SonioxError
-from .protocol import (
-    DEFAULT_WS_URL,
-    KEEPALIVE_MESSAGE,
-    ProtocolError,
-    Reply,
-    finalize_message,
-    parse_reply,
+from .auth import APIKey
+from .backend import Backend, choose_backend
+from .config import SonioxConfig
+from .errors import ConfigError, SonioxError
+from .protocol import Reply
+from .session.core import (
+    Action,
+    CloseConnection,
+    DeliverReply,
+    EndTranscoder,
+    FeedTranscoder,
+    OpenConnection,
+    ReconnectPolicy,
+    SendFrame,
+    SessionCore,
+    SessionOver,
+    SessionState,
+    StartTranscoding,
+    StateChanged,
 )
 
 logger = logging.getLogger(__name__)
 
-#: Audio frames are sent as they come; Soniox accepts frames well above this size,
-#: but very large single frames are split so keepalive/finalize are never stuck behind one.
-MAX_FRAME_BYTES = 256 * 1024
-
-
-@dataclass(frozen=True)
-class _Finalize:
-    trailing_silence_ms: int | None
-
-
-class _End:
-    pass
-
-
-_END = _End()
-
-
-def _needs_key(url: str) -> bool:
-    """Soniox's own hosts need a key; a local or custom server may not."""
-    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    return host.endswith("soniox.com") or url == DEFAULT_WS_URL
+_HANDSHAKE_HINTS = {
+    401: "check your SONIOX_API_KEY (it was refused)",
+    403: "check your SONIOX_API_KEY and the URL",
+    404: "check the URL path (/transcribe-websocket)",
+    429: "too many sessions; wait and try again",
+}
 
 
 class UpstreamSession:
-    """One start → finished session, owning its socket and its tasks.
+    """One recording's session with the service, owning its sockets and tasks.
+
+    It survives dropped connections (see :class:`ReconnectPolicy`): the transcript
+    continues on a new connection, on the recording's own clock.
 
     Args:
         config: session options; default :class:`SonioxConfig()`.
-        api_key: the key, else ``SONIOX_API_KEY``, else ``.env``. Sent only as an
-            ``Authorization: Bearer`` header on the handshake, never in a message.
-        url: the WebSocket URL, else ``SONIOX_WS_URL``, else Soniox's.
+        backend: where to connect, from :func:`~soniox_widget.backend.choose_backend`.
+            Without it, ``engine``/``api_key``/``url`` are passed to ``choose_backend``.
         connect_timeout: seconds allowed for the TCP + WebSocket handshake.
         finish_timeout: seconds to wait for ``finished`` after the end of stream.
         keepalive_interval: a keepalive is sent when nothing was sent for this long,
             so a paused session is not closed by the server (Soniox wants one < 20 s).
+        reconnect: the reconnect policy; ``ReconnectPolicy(max_attempts=0)`` turns
+            reconnecting off.
+        on_state: called with each new :class:`SessionState` (on the event loop).
     """
 
     def __init__(
         self,
         config: SonioxConfig | None = None,
         *,
+        backend: Backend | None = None,
         api_key: str | APIKey | None = None,
         url: str | None = None,
+        engine: str = "auto",
         connect_timeout: float = 10.0,
         finish_timeout: float = 30.0,
         keepalive_interval: float = 5.0,
+        reconnect: ReconnectPolicy | None = None,
+        on_state: Callable[[SessionState], None] | None = None,
     ) -> None:
         if config is not None and not isinstance(config, SonioxConfig):
             raise ConfigError(
@@ -95,45 +102,78 @@ class UpstreamSession:
                 "build one with SonioxConfig(...) or SonioxConfig.from_options({...})"
             )
         self.config = config or SonioxConfig()
-        self.url = resolve_ws_url(url)
-        self._key = find_api_key(api_key)
-        if self._key is None and _needs_key(self.url):
-            raise MissingAPIKeyError()
+        self.backend = backend or choose_backend(engine, api_key=api_key, url=url,
+                                                 model=self.config.model)
         self.connect_timeout = connect_timeout
-        self.finish_timeout = finish_timeout
-        self.keepalive_interval = keepalive_interval
-
-        self._outbox: asyncio.Queue[bytes | _Finalize | _End] = asyncio.Queue()
+        self._key = self.backend.api_key
+        self._core = SessionCore(
+            self.config,
+            keepalive_interval=keepalive_interval,
+            finish_timeout=finish_timeout,
+            reconnect=reconnect or ReconnectPolicy(),
+            redact=self._redact,
+            where=self.backend.label,
+        )
+        self._on_state = on_state
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._replies: asyncio.Queue[Reply | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._ws: ClientConnection | None = None
+        self._conn_tasks: dict[int, asyncio.Task[None]] = {}
+        self._sockets: dict[int, ClientConnection] = {}
+        self._outgoing: dict[int, deque[str | bytes]] = {}
+        self._wakeups: dict[int, asyncio.Event] = {}
+        self._closers: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._transcoder: Any = None
+        self._over = asyncio.Event()
         self._connected = asyncio.Event()
-        self._ended = False
         self._closed = False
-        self._error: SonioxError | None = None
-        self._finished = False
-        self._end_time: float | None = None
-        self.bytes_queued = 0
-        self.bytes_sent = 0
 
     def __repr__(self) -> str:
-        state = (
-            "finished" if self._finished else "failed" if self._error else
-            "connected" if self._connected.is_set() else "connecting" if self._task else "new"
-        )
-        return f"<UpstreamSession {self.url} {state} sent={self.bytes_sent}B>"
+        return (f"<UpstreamSession {self.backend.label} {self.state.value} "
+                f"connections={self.connections} sent={self.bytes_sent}B>")
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        return self._core.state
+
+    @property
+    def error(self) -> SonioxError | None:
+        return self._core.error
+
+    @property
+    def finished(self) -> bool:
+        return self._core.state == SessionState.FINISHED
+
+    @property
+    def ended(self) -> bool:
+        return self._core.ended
+
+    @property
+    def connections(self) -> int:
+        """Connections opened so far: 1, plus one per reconnect attempt."""
+        return self._core.connections
+
+    @property
+    def bytes_queued(self) -> int:
+        return self._core.bytes_in
+
+    @property
+    def bytes_sent(self) -> int:
+        """Audio bytes written to the service (resent audio counts again)."""
+        return self._core.bytes_sent
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
         """Begin connecting in the background; returns at once (audio may be sent now)."""
-        if self._task is not None:
-            return
         if self._closed:
             raise SonioxError("this session was closed; start a new one", reason="closed")
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"soniox-upstream {self.url}"
-        )
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._handle(self._core.start(self._now()))
 
     async def __aenter__(self) -> UpstreamSession:
         self.start()
@@ -143,247 +183,288 @@ class UpstreamSession:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop at once: cancel the session task and close the socket. Idempotent."""
+        """Stop at once: close every socket, cancel every task. Idempotent, prompt."""
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None and not task.done():
+        if self._loop is not None:
+            self._handle(self._core.close(self._now()))
+        self._cancel_timer()
+        if self._transcoder is not None:
+            transcoder, self._transcoder = self._transcoder, None
+            await asyncio.to_thread(transcoder.abort)
+        tasks = list(self._conn_tasks.values())
+        for task in tasks:
             task.cancel()
-        if task is not None:
+        for ws in list(self._sockets.values()):
+            self._close_socket(ws)
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
-            self._ws = None
-        if not self._finished and self._error is None:
-            self._error = SonioxError("the session was closed before it finished",
-                                      reason="closed")
+        while self._closers:
+            closer = next(iter(self._closers))
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await closer
+            self._closers.discard(closer)
+        self._over.set()
         self._replies.put_nowait(None)
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
-
-    @property
-    def error(self) -> SonioxError | None:
-        return self._error
-
-    @property
-    def ended(self) -> bool:
-        return self._ended
 
     # -- client → server ------------------------------------------------------------------
 
     def send_audio(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue audio bytes; they are sent in order once connected. Never blocks."""
-        self._check_open("send audio")
-        chunk = bytes(data)
-        if not chunk:
-            return  # an empty frame would mean end of stream; that is end()'s job
-        self.bytes_queued += len(chunk)
-        for i in range(0, len(chunk), MAX_FRAME_BYTES):
-            self._outbox.put_nowait(chunk[i : i + MAX_FRAME_BYTES])
+        """Queue audio bytes; they are sent in order once connected. Never blocks.
+
+        Raises :class:`SonioxError` after :meth:`end` or once the session is over.
+        """
+        self._check_usable("send audio")
+        self._handle(self._core.audio(bytes(data), self._now()))
 
     def finalize(self, trailing_silence_ms: int | None = None) -> None:
         """Ask the server to make everything heard so far final (answered by ``<fin>``)."""
-        self._check_open("finalize")
         if trailing_silence_ms is not None and (
-            not isinstance(trailing_silence_ms, int) or trailing_silence_ms < 0
+            isinstance(trailing_silence_ms, bool) or not isinstance(trailing_silence_ms, int)
+            or trailing_silence_ms < 0
         ):
             raise ConfigError("trailing_silence_ms must be a non-negative integer")
-        self._outbox.put_nowait(_Finalize(trailing_silence_ms))
+        self._check_usable("finalize")
+        self._handle(self._core.finalize(trailing_silence_ms, self._now()))
+
+    def pause(self) -> None:
+        """The source is paused: keepalives hold the session open until :meth:`resume`."""
+        self._handle(self._core.pause(self._now()))
+
+    def resume(self) -> None:
+        self._handle(self._core.resume(self._now()))
 
     def end(self) -> None:
         """End of stream: the server sends the last tokens, then ``finished``."""
-        if self._ended:
+        if self._core.ended or self._core.state.is_over:
             return
-        self._check_open("end the stream")
-        self._ended = True
-        self._outbox.put_nowait(_END)
+        self._check_usable("end the stream")
+        self._handle(self._core.end(self._now()))
 
-    def _check_open(self, what: str) -> None:
-        if self._ended:
-            raise SonioxError(f"cannot {what}: the stream was already ended", reason="closed")
-        if self._closed or self._error is not None:
+    def _check_usable(self, what: str) -> None:
+        if self._closed and not self._core.state.is_over:
             raise SonioxError(f"cannot {what}: the session is closed", reason="closed")
 
     # -- server → client ------------------------------------------------------------------
 
     async def replies(self) -> AsyncIterator[Reply]:
-        """Yield replies as they arrive; end after ``finished``; raise :class:`SonioxError`
-        if the session failed. Only one consumer may iterate."""
-        self.start()
+        """Yield replies (times on the recording's clock) as they arrive; end after
+        ``finished``; raise :class:`SonioxError` if the session failed. One consumer."""
+        if self._loop is None:
+            self.start()
         while True:
             reply = await self._replies.get()
             if reply is None:
                 break
             yield reply
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
 
     async def wait_connected(self) -> None:
-        """Wait until the start message was sent (or raise the failure)."""
-        self.start()
-        task = self._task
-        waiter = asyncio.ensure_future(self._connected.wait())
-        try:
-            await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
+        """Wait until the first start message was sent (or raise the failure)."""
+        if self._loop is None:
+            self.start()
         if not self._connected.is_set():
-            raise self._error or SonioxError("the session ended before connecting",
-                                             reason="closed")
+            waiters = [asyncio.ensure_future(self._connected.wait()),
+                       asyncio.ensure_future(self._over.wait())]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+        if not self._connected.is_set():
+            raise self.error or SonioxError("the session ended before connecting",
+                                            reason="closed")
 
     async def wait_finished(self) -> None:
-        """Wait for the session task (call :meth:`end` first); raise its failure."""
-        self.start()
-        task = self._task
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(task)
-        if self._error is not None:
-            raise self._error
+        """Wait until the session is over (call :meth:`end` first); raise its failure."""
+        if self._loop is None:
+            self.start()
+        await self._over.wait()
+        if self.error is not None:
+            raise self.error
 
-    # -- the session task -------------------------------------------------------------------
+    # -- carrying out the core's actions ------------------------------------------------
 
-    async def _run(self) -> None:
+    def _now(self) -> float:
+        return (self._loop or asyncio.get_running_loop()).time()
+
+    def _handle(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendFrame):
+                queue = self._outgoing.get(action.conn)
+                if queue is not None:
+                    queue.append(action.frame)
+                    self._wakeups[action.conn].set()
+            elif isinstance(action, DeliverReply):
+                self._replies.put_nowait(action.reply)
+            elif isinstance(action, OpenConnection):
+                assert self._loop is not None
+                self._outgoing[action.conn] = deque()
+                self._wakeups[action.conn] = asyncio.Event()
+                self._conn_tasks[action.conn] = self._loop.create_task(
+                    self._connection(action.conn), name=f"soniox-upstream #{action.conn}")
+            elif isinstance(action, CloseConnection):
+                ws = self._sockets.get(action.conn)
+                if ws is not None:
+                    self._close_socket(ws)
+                elif (task := self._conn_tasks.get(action.conn)) is not None:
+                    task.cancel()  # still connecting
+            elif isinstance(action, StateChanged):
+                if action.state in (SessionState.STREAMING, SessionState.PAUSED,
+                                    SessionState.FINISHING):
+                    self._connected.set()
+                if self._on_state is not None:
+                    try:
+                        self._on_state(action.state)
+                    except Exception:
+                        logger.exception("on_state callback failed")
+            elif isinstance(action, StartTranscoding):
+                self._start_transcoder(action)
+            elif isinstance(action, FeedTranscoder):
+                if self._transcoder is not None:
+                    self._transcoder.feed(action.data)
+            elif isinstance(action, EndTranscoder):
+                if self._transcoder is not None:
+                    self._transcoder.close_input()
+            elif isinstance(action, SessionOver):
+                self._cancel_timer()
+                self._over.set()
+                self._replies.put_nowait(None)
+                if self._transcoder is not None and action.error is not None:
+                    transcoder, self._transcoder = self._transcoder, None
+                    transcoder.abort()
+        self._arm_timer()
+
+    def _close_socket(self, ws: ClientConnection) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(ws.close())
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
+    # -- the one timer ------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        """Keep one timer at the core's next deadline. It is moved only when the deadline
+        comes earlier; a later deadline (each send pushes the keepalive back) is noticed
+        when the timer fires, so a busy stream costs no timer work per frame."""
+        if self._loop is None or self._core.state.is_over:
+            return
+        due = self._core.next_deadline()
+        if due is None or (self._timer_at is not None and self._timer_at <= due):
+            return
+        self._cancel_timer()
+        self._timer_at = due
+        self._timer = self._loop.call_at(due, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._handle(self._core.tick(self._now()))
+
+    # -- one connection -------------------------------------------------------------------
+
+    async def _connection(self, conn: int) -> None:
         try:
-            ws = await self._connect()
-            self._ws = ws
-            await ws.send(json.dumps(self.config.to_start_message()))
-            self._connected.set()
-            logger.debug("upstream session started at %s", self.url)
-            sender = asyncio.get_running_loop().create_task(self._send_loop(ws))
-            try:
-                await self._receive_loop(ws)
-            finally:
-                sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sender
+            ws = await self._open()
         except SonioxError as exc:
-            self._fail(exc)
+            self._forget(conn)
+            self._handle(self._core.connect_failed(conn, exc, self._now()))
+            return
         except asyncio.CancelledError:
+            self._forget(conn)
             raise
-        except BaseException as exc:  # anything unexpected still ends as a SonioxError
-            logger.exception("upstream session crashed")
-            self._fail(SonioxError(f"upstream session failed: {self._redact(exc)}",
-                                   reason="protocol"))
+        self._sockets[conn] = ws
+        writer = asyncio.get_running_loop().create_task(self._write(conn, ws))
+        code: int | None = None
+        try:
+            self._handle(self._core.connected(conn, self._now()))
+            try:
+                async for frame in ws:
+                    self._handle(self._core.message(conn, frame, self._now()))
+            except ConnectionClosed:
+                pass
+            code = ws.close_code
         finally:
-            if self._ws is not None:
-                with contextlib.suppress(Exception):
-                    await self._ws.close()
-            self._replies.put_nowait(None)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            self._forget(conn)
+            if ws.close_code is None:
+                self._close_socket(ws)
+        self._handle(self._core.connection_closed(conn, code, self._now()))
 
-    async def _connect(self) -> ClientConnection:
+    def _forget(self, conn: int) -> None:
+        self._sockets.pop(conn, None)
+        self._outgoing.pop(conn, None)
+        self._wakeups.pop(conn, None)
+        self._conn_tasks.pop(conn, None)
+
+    async def _write(self, conn: int, ws: ClientConnection) -> None:
+        """Send the frames the core queued for ``conn``, in order."""
+        queue, wakeup = self._outgoing[conn], self._wakeups[conn]
+        try:
+            while True:
+                await wakeup.wait()
+                wakeup.clear()
+                while queue:
+                    await ws.send(queue.popleft())
+        except ConnectionClosed:
+            return  # the reader sees why
+
+    async def _open(self) -> ClientConnection:
+        url = await self.backend.connect_url()
         headers = self._key.authorization_header() if self._key else None
         try:
             return await connect(
-                self.url,
+                url,
                 additional_headers=headers,
                 open_timeout=self.connect_timeout,
                 max_size=2**24,
-                ping_interval=20,
-                ping_timeout=20,
-                close_timeout=5,
+                # Pings find a connection that went silent (a stalled network) within
+                # 20 s; the core then reconnects.
+                ping_interval=10,
+                ping_timeout=10,
+                close_timeout=2,
                 proxy=None,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            hint = {
-                401: "check your SONIOX_API_KEY (it was refused)",
-                403: "check your SONIOX_API_KEY and the URL",
-                404: "check the URL path (/transcribe-websocket)",
-                429: "too many sessions; wait and try again",
-            }.get(status, "check the URL and try again")
+            hint = _HANDSHAKE_HINTS.get(status, "check the URL and try again")
             raise SonioxError(
-                f"the server at {self.url} refused the connection (HTTP {status}): {hint}",
-                error_code=status,
-                reason="handshake",
-            ) from None
+                f"{self.backend.label} refused the connection (HTTP {status}): {hint}",
+                error_code=status, reason="handshake") from None
         except InvalidURI:
-            raise SonioxError(f"{self.url!r} is not a valid WebSocket URL",
-                              reason="connect") from None
+            raise SonioxError(f"{url!r} is not a valid WebSocket URL", reason="connect") from None
         except (OSError, InvalidHandshake, TimeoutError) as exc:
-            what = "timed out" if isinstance(exc, TimeoutError) else self._redact(exc)
+            what = "timed out" if isinstance(exc, TimeoutError) else self._redact(str(exc))
             raise SonioxError(
-                f"cannot connect to {self.url}: {what}. Check the network and the URL "
-                "(SONIOX_WS_URL), then try again.",
-                reason="connect",
-            ) from None
+                f"cannot connect to {self.backend.label} ({url}): {what}. Check the network "
+                "and the URL (SONIOX_WS_URL), then try again.", reason="connect") from None
 
-    async def _send_loop(self, ws: ClientConnection) -> None:
+    # -- resuming container audio ---------------------------------------------------------
+
+    def _start_transcoder(self, action: StartTranscoding) -> None:
         try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(self._outbox.get(), self.keepalive_interval)
-                except TimeoutError:
-                    await ws.send(KEEPALIVE_MESSAGE)
-                    continue
-                if isinstance(item, bytes):
-                    await ws.send(item)
-                    self.bytes_sent += len(item)
-                elif isinstance(item, _Finalize):
-                    await ws.send(finalize_message(item.trailing_silence_ms))
-                else:
-                    await ws.send(b"")
-                    self._end_time = asyncio.get_running_loop().time()
-                    return
-        except ConnectionClosed:
-            return  # the receive loop reports why
+            from .session.transcode import PcmTranscoder
+        except ImportError:
+            self._handle(self._core.transcoder_finished(
+                "resuming compressed audio needs PyAV and NumPy (pip install av numpy)",
+                self._now()))
+            return
+        assert self._loop is not None
+        self._transcoder = PcmTranscoder(
+            self._loop, action.skip_ms,
+            on_pcm=lambda pcm: self._handle(self._core.transcoded(pcm, self._now())),
+            on_end=lambda err: self._handle(self._core.transcoder_finished(err, self._now())),
+        )
+        self._transcoder.feed(action.container)
 
-    async def _receive_loop(self, ws: ClientConnection) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            # Until end() the session may idle for as long as the user likes (keepalives
-            # flow); after it, 'finished' must come within finish_timeout. Cancelling
-            # recv() is safe in websockets: no message is lost, so polling is fine.
-            if self._end_time is None:
-                timeout = 1.0
-            else:
-                timeout = max(0.0, self._end_time + self.finish_timeout - loop.time())
-            try:
-                message = await asyncio.wait_for(ws.recv(), timeout)
-            except TimeoutError:
-                # The end of stream may have been sent while this poll waited: only a
-                # deadline that has really passed is a timeout.
-                if self._end_time is None or (
-                        loop.time() < self._end_time + self.finish_timeout):
-                    continue
-                raise SonioxError(
-                    f"no 'finished' reply within {self.finish_timeout:g} s after the end "
-                    "of stream; the server may be overloaded. Try again.",
-                    reason="timeout",
-                ) from None
-            except ConnectionClosed as exc:
-                raise SonioxError(
-                    "the connection was lost before the session finished "
-                    f"(close code {exc.rcvd.code if exc.rcvd else 'none'}); start a new "
-                    "session to continue",
-                    reason="connection_lost",
-                ) from None
-            try:
-                reply = parse_reply(message)
-            except ProtocolError as exc:
-                raise SonioxError(f"unexpected reply from the server: {exc}",
-                                  reason="protocol") from None
-            if reply.is_error:
-                text = self._redact(reply.error_message or "")
-                raise SonioxError(
-                    f"Soniox error {reply.error_code}: {text}",
-                    error_code=reply.error_code,
-                    error_message=text,
-                    reason="service",
-                )
-            self._replies.put_nowait(reply)
-            if reply.finished:
-                self._finished = True
-                return
-
-    def _fail(self, exc: SonioxError) -> None:
-        if self._error is None:
-            self._error = exc
-            logger.info("upstream session failed: %s", exc)
-
-    def _redact(self, value: Any) -> str:
-        text = str(value)
+    def _redact(self, text: str) -> str:
         return self._key.redact(text) if self._key else text

@@ -10,6 +10,7 @@ import pytest
 from soniox_widget import SonioxConfig, SonioxError, Transcript, UpstreamSession
 from soniox_widget.errors import MissingAPIKeyError
 from soniox_widget.local import LocalSonioxServer, ScriptedEngine
+from soniox_widget.session import NO_RECONNECT
 from tests import standin
 
 AUDIO = bytes(range(256)) * 40  # 10240 bytes
@@ -114,7 +115,7 @@ async def test_unreachable_upstream(no_task_leaks):
 async def test_error_reply_carries_code_and_message(no_task_leaks):
     engine = ScriptedEngine(bytes_per_word=100, fail_after_bytes=1000)
     async with LocalSonioxServer(engine) as server:
-        async with UpstreamSession(url=server.url) as session:
+        async with UpstreamSession(url=server.url, reconnect=NO_RECONNECT) as session:
             with pytest.raises(SonioxError) as info:
                 await run_session(session, AUDIO)
     assert info.value.error_code == 503
@@ -141,7 +142,7 @@ async def test_server_refuses_a_bad_start_message_with_400():
 ])
 async def test_misbehaving_upstream(behaviour, reason, no_task_leaks):
     async with standin.StandIn(behaviour) as server:
-        async with UpstreamSession(url=server.url) as session:
+        async with UpstreamSession(url=server.url, reconnect=NO_RECONNECT) as session:
             with pytest.raises(SonioxError) as info:
                 await run_session(session, AUDIO)
     assert info.value.reason == reason
@@ -187,7 +188,10 @@ async def test_message_order_on_the_wire():
 
 def test_soniox_url_without_a_key_fails_before_connecting():
     with pytest.raises(MissingAPIKeyError, match="SONIOX_API_KEY"):
-        UpstreamSession()
+        UpstreamSession(engine="soniox")
+    # A regional host is Soniox too: refused at construction, not at the first audio.
+    with pytest.raises(MissingAPIKeyError, match="SONIOX_API_KEY"):
+        UpstreamSession(url="wss://stt-rt.eu.soniox.com/transcribe-websocket")
 
 
 async def test_end_sent_during_a_receive_poll_is_not_a_timeout():
