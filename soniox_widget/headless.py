@@ -12,13 +12,14 @@ import concurrent.futures
 import logging
 import os
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from .backend import choose_backend
 from .config import SonioxConfig
 from .errors import ConfigError
+from .session import ReconnectPolicy
 from .transcript import Transcript
 from .upstream import UpstreamSession
 
@@ -60,11 +61,13 @@ async def read_audio_file(file: Path) -> tuple[bytes, float | None]:
     return data, await asyncio.to_thread(audio_duration, file)
 
 
-async def paced_chunks(data: bytes, seconds: float | None, pace: bool
+async def paced_chunks(data: bytes, seconds: float | None, pace: bool,
+                       wait: Callable[[], Awaitable[object]] | None = None
                        ) -> AsyncIterator[bytes]:
     """The audio in pieces of ``CHUNK_SECONDS`` of sound, at real time when ``pace``.
 
-    Without a known duration the bytes are paced as 128 kb/s audio.
+    Without a known duration the bytes are paced as 128 kb/s audio. ``wait`` is
+    awaited before each piece (a pause holds the file; the clock restarts after it).
     """
     if not seconds:
         seconds = len(data) / _FALLBACK_BYTES_PER_SECOND
@@ -73,9 +76,15 @@ async def paced_chunks(data: bytes, seconds: float | None, pace: bool
     step = max(1024, int(len(data) / seconds * CHUNK_SECONDS))
     loop = asyncio.get_running_loop()
     began = loop.time()
-    for n, i in enumerate(range(0, len(data), step)):
+    n = 0
+    for i in range(0, len(data), step):
+        if wait is not None:
+            paused_at = loop.time()
+            await wait()
+            began += loop.time() - paused_at
         yield data[i : i + step]
-        delay = began + (n + 1) * CHUNK_SECONDS - loop.time() if pace else 0.0
+        n += 1
+        delay = began + n * CHUNK_SECONDS - loop.time() if pace else 0.0
         await asyncio.sleep(max(0.0, delay))
 
 
@@ -87,6 +96,7 @@ async def transcribe_file_async(
     engine: str = "auto",
     realtime: bool | None = None,
     on_reply: Any = None,
+    reconnect: ReconnectPolicy | None = None,
     **options: Any,
 ) -> Transcript:
     """Stream a file through an upstream session and return its :class:`Transcript`.
@@ -99,6 +109,8 @@ async def transcribe_file_async(
         realtime: pace the audio at real time (default: yes for Soniox, no for a
             local server, which can take it faster).
         on_reply: optional callable receiving each :class:`~soniox_widget.protocol.Reply`.
+        reconnect: what to do when the connection drops mid-file (default: reconnect
+            up to 3 times and continue where the final words end).
         **options: :class:`SonioxConfig` options (language_hints=["en"], ...).
     """
     config = SonioxConfig.from_options(options)
@@ -106,11 +118,11 @@ async def transcribe_file_async(
     backend = choose_backend(engine, api_key=api_key, url=url, model=config.model)
     pace = backend.paces_realtime if realtime is None else realtime
     transcript = Transcript()
-    async with UpstreamSession(config, api_key=backend.api_key, url=backend.url) as session:
+    async with UpstreamSession(config, backend=backend, reconnect=reconnect) as session:
         async def feed() -> None:
             async for piece in paced_chunks(data, seconds, pace):
-                if session.error is not None:
-                    return
+                if session.state.is_over:
+                    return  # failed: replies() raises why
                 session.send_audio(piece)
             session.end()
 

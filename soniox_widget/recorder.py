@@ -13,6 +13,11 @@ slower. The traits are observable in Python as usual; the browser gets only what
 changed (``delta`` messages, numbered by ``rev``), and a new view asks for a
 ``snapshot`` once.
 
+The jobs are split by module: ``view_messages`` parses and builds the messages
+exchanged with the views, ``recording`` supervises one recording (chunk order,
+the source's liveness, stop), ``upstream`` runs the session; this class is the
+public API and the traits.
+
 Example::
 
     rec = SonioxRecorder(language_hints=["en"])
@@ -23,7 +28,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -33,21 +37,30 @@ from typing import Any
 import anywidget
 import traitlets
 
+from . import view_messages as vm
 from .backend import Backend, choose_backend
 from .config import SonioxConfig
-from .errors import ConfigError, MissingAPIKeyError, SonioxError, SonioxWidgetError
+from .errors import ConfigError, SonioxError, SonioxWidgetError
 from .headless import paced_chunks, read_audio_file
 from .protocol import Reply
+from .recording import PYTHON_VIEW, Recording
+from .session import SessionState
 from .transcript import Transcript, segments_of
 from .upstream import UpstreamSession
 
 logger = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).parent / "static"
-#: Chunks that arrived ahead of a missing one, held until the gap is filled.
-MAX_HELD_CHUNKS = 64
-PYTHON_VIEW = "python"
-BUSY = ("connecting", "recording", "finishing")
+#: The widget's ``status`` for each state of the upstream session.
+STATUS_OF_STATE = {
+    SessionState.NEW: "connecting",
+    SessionState.CONNECTING: "connecting",
+    SessionState.STREAMING: "recording",
+    SessionState.PAUSED: "paused",
+    SessionState.RECONNECTING: "reconnecting",
+    SessionState.FINISHING: "finishing",
+}
+BUSY = ("connecting", "recording", "paused", "reconnecting", "finishing")
 
 
 def _friendly(exc: BaseException, backend: Backend | None) -> str:
@@ -62,27 +75,10 @@ def _friendly(exc: BaseException, backend: Backend | None) -> str:
             return f"{exc} — too many sessions at once; wait a moment and record again."
         if exc.reason == "connect":
             where = backend.label if backend else "the speech service"
-            return (f"Cannot reach {where}: {exc} Click Record to try again.")
-        return f"{exc}. Click Record to try again."
+            return f"Cannot reach {where}: {exc} Click Record to try again."
+        text = str(exc).rstrip(".")
+        return f"{text}. Click Record to try again."
     return str(exc)
-
-
-class _Recording:
-    """One start → finished session, with its chunk bookkeeping."""
-
-    def __init__(self, session_id: str, view: str, upstream: UpstreamSession,
-                 keep_audio: bool) -> None:
-        self.id = session_id
-        self.view = view
-        self.upstream = upstream
-        self.next_seq = 0
-        self.held: dict[int, bytes] = {}
-        self.expected_chunks: int | None = None
-        self.bytes_in = 0
-        self.audio = bytearray() if keep_audio else None
-        self.task: asyncio.Task[None] | None = None
-        self.done = asyncio.Event()
-        self.error: SonioxError | None = None
 
 
 class SonioxRecorder(anywidget.AnyWidget):
@@ -98,10 +94,13 @@ class SonioxRecorder(anywidget.AnyWidget):
             append to the previous one.
         keep_audio: keep the last recording's audio bytes in :attr:`last_audio`
             (the browser's webm/opus at ~4 kB/s), so it can be saved or inspected.
+        reconnect: a :class:`~soniox_widget.session.ReconnectPolicy` (default: up to
+            3 tries in 30 s after a dropped connection).
         **options: :class:`SonioxConfig` options (``language_hints=["en"]``, ...).
 
-    Traits you can observe: ``status`` (idle, connecting, recording, finishing,
-    error), ``final_text``, ``nonfinal_text``, ``tokens`` (list of dicts), ``error``.
+    Traits you can observe: ``status`` (idle, connecting, recording, paused,
+    reconnecting, finishing, error), ``final_text``, ``nonfinal_text``, ``tokens``
+    (list of dicts), ``error``.
     """
 
     _esm = _STATIC / "widget.js"
@@ -120,6 +119,12 @@ class SonioxRecorder(anywidget.AnyWidget):
     nonfinal_text = traitlets.Unicode("")
     tokens = traitlets.List()  # of token dicts; no per-item validation (it grows long)
 
+    #: Seconds a recording view may stay silent (no chunk, no heartbeat) before its
+    #: session is ended; views send a heartbeat every 2 s.
+    view_grace = 10.0
+    #: Seconds :meth:`stop` waits for the view's last chunk before ending the session.
+    stop_grace = 5.0
+
     def __init__(
         self,
         *,
@@ -130,6 +135,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         keep_audio: bool = True,
         audio_bits_per_second: int = 32000,
         timeslice_ms: int = 120,
+        reconnect: Any = None,
         **options: Any,
     ) -> None:
         # Validate everything before the widget exists, so a typo fails at once.
@@ -139,14 +145,16 @@ class SonioxRecorder(anywidget.AnyWidget):
         super().__init__(audio_bits_per_second=audio_bits_per_second, timeslice_ms=timeslice_ms)
         self.clear_on_start = clear_on_start
         self.keep_audio = keep_audio
+        self.reconnect = reconnect
         self._engine_choice = engine
         self._url = url
         self._api_key = api_key  # private attribute; never a trait, never shown
         self._backend: Backend | None = None
         self.transcript = Transcript()
         self._rev = 0
-        self._recording: _Recording | None = None
-        self._last_recording: _Recording | None = None
+        self._recording: Recording | None = None
+        self._last_recording: Recording | None = None
+        self._python_failure: SonioxError | None = None
         self.bytes_sent_to_views = 0
         # Every session task, queue and trait change of this widget lives on the loop of
         # the thread that created it (a notebook's main thread). ipykernel 7 may hand
@@ -184,150 +192,101 @@ class SonioxRecorder(anywidget.AnyWidget):
         """Comm callback, on whichever thread the kernel handles comm messages."""
         data = [bytes(b) for b in buffers or []]  # the kernel may reuse the buffers
         if _on_loop(self._loop):
-            self._on_front_end_message(widget, content, data)
+            self._on_front_end_message(content, data)
         else:
-            self._loop.call_soon_threadsafe(self._on_front_end_message, widget, content, data)
+            self._loop.call_soon_threadsafe(self._on_front_end_message, content, data)
 
-    def _on_front_end_message(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
+    def _on_front_end_message(self, content: Any, buffers: list[bytes]) -> None:
         """Never raises: a bad message is logged and dropped, the kernel side lives on."""
         try:
-            if not isinstance(content, dict):
-                raise ValueError(f"expected a JSON object, got {type(content).__name__}")
-            kind = content.get("type")
-            handler = {
-                "start": self._msg_start,
-                "chunk": self._msg_chunk,
-                "stop": self._msg_stop,
-                "abort": self._msg_abort,
-                "finalize": lambda c, b: self.finalize(),
-                "snapshot_request": lambda c, b: self._send_snapshot(),
-                "view_error": lambda c, b: logger.warning("widget view error: %s",
-                                                          c.get("message")),
-            }.get(kind)
-            if handler is None:
-                raise ValueError(f"unknown message type {kind!r}")
-            handler(content, buffers)
+            message = vm.parse_view_message(content, buffers)
+            if isinstance(message, vm.Start):
+                self._view_start(message)
+            elif isinstance(message, vm.SnapshotRequest):
+                self._send_snapshot()
+            elif isinstance(message, vm.ViewError):
+                logger.warning("widget view error: %s", message.message)
+            elif isinstance(message, vm.Finalize):
+                self.finalize()
+            else:
+                self._view_session_message(message)
         except Exception as exc:
             logger.warning("SonioxRecorder ignored a front-end message: %s", exc)
 
-    def _msg_start(self, content: dict[str, Any], buffers: list[Any]) -> None:
-        session_id = str(content.get("session") or "")
-        view = str(content.get("view") or "")
-        if not session_id or not view:
-            raise ValueError("start message without session or view id")
+    def _view_start(self, message: vm.Start) -> None:
         if self._recording is not None:
-            self.send({"type": "rejected", "view": view, "session": session_id,
-                       "reason": "Another view of this recorder is recording; stop it first."})
+            self.send(vm.rejected(message.view, message.session,
+                                  "Another view of this recorder is recording; stop it first."))
             return
         # The browser always sends a container format; let the service detect it.
         config = self.config.replace(audio_format="auto") if self.config.is_raw_audio \
             else self.config
-        with contextlib.suppress(MissingAPIKeyError):  # the view was told why (rejected)
-            self._begin(session_id, view, config)
+        try:
+            self._begin(message.session, message.view, config)
+        except SonioxWidgetError as exc:
+            self.send(vm.rejected(message.view, message.session, str(exc)))
 
-    def _current(self, content: dict[str, Any]) -> _Recording:
+    def _view_session_message(self, message: Any) -> None:
         rec = self._recording
-        if rec is None or content.get("session") != rec.id:
-            raise ValueError(f"message for session {content.get('session')!r}, which is not "
-                             "recording (late or stray message)")
-        return rec
-
-    def _msg_chunk(self, content: dict[str, Any], buffers: list[Any]) -> None:
-        rec = self._current(content)
-        seq = content.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise ValueError(f"chunk without a valid seq number: {seq!r}")
-        if not buffers:
-            raise ValueError(f"chunk {seq} has no binary buffer")
-        data = bytes(buffers[0])
-        if seq < rec.next_seq or seq in rec.held:
-            raise ValueError(f"chunk {seq} arrived twice or out of order (expected "
-                             f"{rec.next_seq}); dropped the duplicate")
-        if seq > rec.next_seq:
-            if len(rec.held) >= MAX_HELD_CHUNKS:
-                raise ValueError(f"chunk {rec.next_seq} never arrived; dropping chunk {seq}")
-            logger.warning("chunk %d arrived before chunk %d; holding it", seq, rec.next_seq)
-            rec.held[seq] = data
-            return
-        self._forward(rec, data)
-        while rec.next_seq in rec.held:
-            self._forward(rec, rec.held.pop(rec.next_seq))
-
-    def _forward(self, rec: _Recording, data: bytes) -> None:
-        rec.next_seq += 1
-        rec.bytes_in += len(data)
-        if rec.audio is not None:
-            rec.audio.extend(data)
-        if rec.upstream.error is None and not rec.upstream.ended:
-            rec.upstream.send_audio(data)
-
-    def _msg_stop(self, content: dict[str, Any], buffers: list[Any]) -> None:
-        rec = self._current(content)
-        chunks = content.get("chunks")
-        if isinstance(chunks, int) and chunks != rec.next_seq + len(rec.held):
-            logger.warning("the browser sent %s chunks but %d arrived", chunks,
-                           rec.next_seq + len(rec.held))
-        for seq in sorted(rec.held):  # a gap never filled: keep what we have, in order
-            logger.warning("chunk gap before chunk %d; forwarding it anyway", seq)
-            rec.next_seq = seq
-            self._forward(rec, rec.held.pop(seq))
-        self._end(rec)
-
-    def _msg_abort(self, content: dict[str, Any], buffers: list[Any]) -> None:
-        rec = self._current(content)
-        message = str(content.get("message") or "The browser could not record.")
-        logger.info("recording aborted by the browser (%s): %s", content.get("kind"), message)
-        self._finish(rec, error=message, cancel=True)
+        if rec is None or message.session != rec.id:
+            raise ValueError(f"{type(message).__name__.lower()} message for session "
+                             f"{message.session!r}, which is not recording (late or stray)")
+        if isinstance(message, vm.Chunk):
+            rec.chunk(message.seq, message.data)
+        elif isinstance(message, vm.Stop):
+            rec.stop_from_view(message.chunks)
+        elif isinstance(message, vm.Abort):
+            logger.info("recording aborted by the browser (%s): %s", message.kind,
+                        message.message)
+            rec.error = SonioxError(message.message, reason="closed")
+            rec.cancel()
+        elif isinstance(message, vm.Pause):
+            rec.pause()
+        elif isinstance(message, vm.Resume):
+            rec.resume()
+        elif isinstance(message, vm.Heartbeat):
+            rec.seen()
 
     # -- session lifecycle ------------------------------------------------------------
 
-    def _begin(self, session_id: str, view: str, config: SonioxConfig) -> _Recording:
+    def _begin(self, session_id: str, view: str, config: SonioxConfig) -> Recording:
         backend = self._backend or self._resolve_backend()
         if backend is None:
-            self.send({"type": "rejected", "view": view, "session": session_id,
-                       "reason": self.error})
-            raise MissingAPIKeyError(self.error)
-        upstream = UpstreamSession(config, api_key=backend.api_key, url=backend.url)
-        rec = _Recording(session_id, view, upstream, self.keep_audio)
-        self._recording = rec
+            raise SonioxWidgetError(self.error)
+        upstream = UpstreamSession(config, backend=backend, reconnect=self.reconnect,
+                                   on_state=self._on_session_state)
         if self.clear_on_start:
             self._clear()
         self.error = ""
         self.active_view = view
         self.status = "connecting"
-        rec.task = self._loop.create_task(self._run(rec), name=f"soniox-recorder {session_id}")
+        rec = Recording(session_id, view, upstream, keep_audio=self.keep_audio,
+                        on_reply=self._apply, on_done=self._done,
+                        view_grace=self.view_grace, stop_grace=self.stop_grace)
+        self._recording = rec
+        if view == PYTHON_VIEW:
+            self._python_failure = None
         return rec
 
-    async def _run(self, rec: _Recording) -> None:
-        upstream = rec.upstream
-        try:
-            async with upstream:
-                waiter = asyncio.ensure_future(upstream.wait_connected())
-                consumer = asyncio.ensure_future(self._consume(rec))
-                try:
-                    await waiter
-                    if self._recording is rec and self.status == "connecting":
-                        self.status = "recording"
-                    await consumer
-                finally:
-                    for t in (waiter, consumer):
-                        t.cancel()
-                    await asyncio.gather(waiter, consumer, return_exceptions=True)
-        except SonioxError as exc:
-            self._finish(rec, error=_friendly(exc, self._backend), exc=exc)
-            return
-        except asyncio.CancelledError:
-            self._finish(rec, error=None)
-            raise
-        except Exception as exc:  # keep the kernel side alive whatever happens
-            logger.exception("recorder session crashed")
-            self._finish(rec, error=f"Internal error: {exc}")
-            return
-        self._finish(rec, error=None)
+    def _on_session_state(self, state: SessionState) -> None:
+        status = STATUS_OF_STATE.get(state)
+        if status is not None and self._recording is not None:
+            self.status = status
 
-    async def _consume(self, rec: _Recording) -> None:
-        async for reply in rec.upstream.replies():
-            self._apply(reply)
+    def _done(self, rec: Recording) -> None:
+        if self._recording is not rec:
+            return
+        self._recording = None
+        self._last_recording = rec
+        self.active_view = ""
+        if rec.error is not None:
+            if rec.view == PYTHON_VIEW:
+                self._python_failure = rec.error
+            self.error = _friendly(rec.error, self._backend)
+            self.status = "error"
+            self._send_view(vm.stop_request())  # the browser lets go of the microphone
+        else:
+            self.status = "idle"
 
     def _apply(self, reply: Reply) -> None:
         delta = self.transcript.apply(reply)
@@ -338,38 +297,8 @@ class SonioxRecorder(anywidget.AnyWidget):
             self.final_text = self.transcript.final_text
         self.nonfinal_text = self.transcript.nonfinal_text
         base, self._rev = self._rev, self._rev + 1
-        self._send_view({
-            "type": "delta",
-            "rev": self._rev,
-            "base_rev": base,
-            "final": [s.to_json() for s in segments_of(delta.final_tokens)],
-            "nonfinal": [s.to_json() for s in segments_of(self.transcript.nonfinal_tokens)],
-        })
-
-    def _end(self, rec: _Recording) -> None:
-        if not rec.upstream.ended and rec.upstream.error is None:
-            rec.upstream.end()
-        if self._recording is rec and self.status in BUSY:
-            self.status = "finishing"
-
-    def _finish(self, rec: _Recording, *, error: str | None, cancel: bool = False,
-                exc: SonioxError | None = None) -> None:
-        if rec.done.is_set():
-            return
-        rec.error = exc or (SonioxError(error, reason="closed") if error else None)
-        rec.done.set()
-        if cancel and rec.task is not None and not rec.task.done():
-            rec.task.cancel()
-        if self._recording is rec:
-            self._recording = None
-            self._last_recording = rec
-            self.active_view = ""
-            if error:
-                self.error = error
-                self.status = "error"
-                self._send_view({"type": "stop_request"})
-            else:
-                self.status = "idle"
+        self._send_view(vm.delta(self._rev, base, segments_of(delta.final_tokens),
+                                 segments_of(self.transcript.nonfinal_tokens)))
 
     def _clear(self) -> None:
         self.transcript = Transcript()
@@ -377,7 +306,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         self.final_text = ""
         self.nonfinal_text = ""
         self._rev += 1
-        self._send_view({"type": "clear", "rev": self._rev})
+        self._send_view(vm.clear(self._rev))
 
     # -- kernel → views -------------------------------------------------------------
 
@@ -386,12 +315,8 @@ class SonioxRecorder(anywidget.AnyWidget):
         self.send(message)
 
     def _send_snapshot(self) -> None:
-        self._send_view({
-            "type": "snapshot",
-            "rev": self._rev,
-            "segments": [s.to_json() for s in self.transcript.segments()],
-            "nonfinal": [s.to_json() for s in segments_of(self.transcript.nonfinal_tokens)],
-        })
+        self._send_view(vm.snapshot(self._rev, self.transcript.segments(),
+                                    segments_of(self.transcript.nonfinal_tokens)))
 
     # -- Python control -------------------------------------------------------------
 
@@ -401,7 +326,7 @@ class SonioxRecorder(anywidget.AnyWidget):
 
     @property
     def last_audio(self) -> bytes:
-        """The audio of the current (or last) recording, exactly as sent upstream.
+        """The audio of the current (or last) recording, exactly as the source gave it.
 
         From the browser it is a webm/opus (or ogg/mp4) file; ``save_audio`` writes it.
         """
@@ -419,34 +344,58 @@ class SonioxRecorder(anywidget.AnyWidget):
 
     @property
     def audio_stats(self) -> dict[str, int]:
-        """Chunks and bytes received for the current (or last) recording, and bytes the
-        upstream session sent on: equal once a recording has finished."""
+        """Chunks and bytes received for the current (or last) recording, bytes the
+        upstream session sent on (equal once a recording has finished without a
+        reconnect; a reconnect resends the audio that was not final yet), and the
+        number of upstream connections it opened."""
         rec = self._recording or self._last_recording
         if rec is None:
-            return {"chunks": 0, "bytes": 0, "bytes_sent_upstream": 0}
+            return {"chunks": 0, "bytes": 0, "bytes_sent_upstream": 0, "connections": 0}
         return {"chunks": rec.next_seq, "bytes": rec.bytes_in,
-                "bytes_sent_upstream": rec.upstream.bytes_sent}
+                "bytes_sent_upstream": rec.upstream.bytes_sent,
+                "connections": rec.upstream.connections}
 
     def stop(self) -> None:
         """Stop the current recording: the browser sends its last chunk, then the end.
 
-        The transcript is complete once ``status`` is ``"idle"`` again (see
-        :meth:`wait_until_idle`).
+        If the browser does not answer within :attr:`stop_grace` seconds (a closed
+        tab), the session is ended from the kernel. The transcript is complete once
+        ``status`` is ``"idle"`` again (see :meth:`wait_until_idle`).
         """
         rec = self._recording
-        if rec is None:
+        if rec is None or rec.ended:
             return
-        if rec.view == PYTHON_VIEW:
-            self._end(rec)
+        if rec.from_view:
+            self._send_view(vm.stop_request())
+            rec.request_stop()
         else:
-            self._send_view({"type": "stop_request"})
-            if self.status in BUSY:
-                self.status = "finishing"
+            rec.end("stop")
+        if self.status in BUSY:
+            self.status = "finishing"
+
+    def pause(self) -> None:
+        """Pause the current recording: no audio is sent, the session stays open
+        (keepalives), and :meth:`resume` continues the same transcript."""
+        rec = self._recording
+        if rec is None or rec.ended:
+            raise SonioxWidgetError("nothing is recording; there is nothing to pause")
+        if rec.from_view:
+            self._send_view(vm.pause_request())
+        rec.pause()
+
+    def resume(self) -> None:
+        """Continue a paused recording in the same session."""
+        rec = self._recording
+        if rec is None or rec.ended:
+            raise SonioxWidgetError("nothing is recording; there is nothing to resume")
+        if rec.from_view:
+            self._send_view(vm.resume_request())
+        rec.resume()
 
     def finalize(self, trailing_silence_ms: int | None = None) -> None:
         """Make everything heard so far final now (the service answers with ``<fin>``)."""
         rec = self._recording
-        if rec is None or rec.upstream.ended or rec.upstream.error is not None:
+        if rec is None or rec.ended:
             logger.info("finalize ignored: nothing is recording")
             return
         rec.upstream.finalize(trailing_silence_ms)
@@ -465,28 +414,49 @@ class SonioxRecorder(anywidget.AnyWidget):
                 raise rec.error
         return self.transcript
 
+    def start(self, *, audio_format: str | None = None, sample_rate: int | None = None,
+              num_channels: int | None = None) -> None:
+        """Open a session for audio pushed from Python with :meth:`feed`.
+
+        Container audio by default (``audio_format="auto"``), or raw PCM with
+        ``sample_rate`` and ``num_channels``. :meth:`feed` calls it for you, except
+        after a failed recording: then nothing reconnects behind your back until you
+        call ``start()`` again.
+        """
+        if self._recording is not None:
+            raise SonioxError("a recording is in progress; stop it first", reason="closed")
+        changes = {k: v for k, v in (("audio_format", audio_format),
+                                     ("sample_rate", sample_rate),
+                                     ("num_channels", num_channels)) if v is not None}
+        config = self.config.replace(**changes) if changes else self.config
+        self._begin(os.urandom(8).hex(), PYTHON_VIEW, config)
+
     def feed(self, data: bytes | bytearray | memoryview, *, audio_format: str | None = None,
              sample_rate: int | None = None, num_channels: int | None = None) -> None:
-        """Push audio from Python through the widget's own path (starts a session if none).
+        """Push audio from Python through the widget's own path; call :meth:`stop` after
+        the last chunk.
 
-        Call :meth:`stop` after the last chunk. The first call fixes the format:
-        container audio (default, ``audio_format="auto"``) or raw PCM with
-        ``sample_rate`` and ``num_channels``.
+        The first call starts a session (see :meth:`start` for the format options).
+        After a failure it raises the failure instead: call :meth:`start` to begin anew.
         """
         rec = self._recording
         if rec is None:
-            changes = {k: v for k, v in (("audio_format", audio_format),
-                                         ("sample_rate", sample_rate),
-                                         ("num_channels", num_channels)) if v is not None}
-            config = self.config.replace(**changes) if changes else self.config
-            rec = self._begin(os.urandom(8).hex(), PYTHON_VIEW, config)
-        elif rec.view != PYTHON_VIEW:
+            if self._python_failure is not None:
+                raise SonioxError(
+                    f"the last recording failed ({self._python_failure}); nothing was sent. "
+                    "Call rec.start() to begin a new recording, then feed again.",
+                    reason="closed")
+            self.start(audio_format=audio_format, sample_rate=sample_rate,
+                       num_channels=num_channels)
+            rec = self._recording
+            assert rec is not None
+        elif rec.from_view:
             raise SonioxError("the microphone is recording in the widget; stop it first",
                               reason="closed")
-        if rec.upstream.ended:
-            raise SonioxError("this recording was stopped; wait_until_idle() then feed again",
+        if rec.paused:
+            raise SonioxError("the recording is paused; call rec.resume() first",
                               reason="closed")
-        self._forward(rec, bytes(data))
+        rec.feed(bytes(data))
 
     def transcribe_file(self, path: str | os.PathLike[str], *, realtime: bool = True
                         ) -> asyncio.Task[Transcript]:
@@ -494,7 +464,8 @@ class SonioxRecorder(anywidget.AnyWidget):
 
         The traits and the view update while it runs. In a notebook: ``await
         rec.transcribe_file("speech.wav")`` gives the :class:`Transcript`; without
-        ``await`` it runs on in the background after the cell ends.
+        ``await`` it runs on in the background after the cell ends. :meth:`pause`
+        and :meth:`resume` work on it too.
         ``realtime=False`` sends the audio as fast as the engine takes it: quicker with
         the local engine, which then decodes in bigger steps (fewer, later updates).
         Soniox expects real-time pace and may cut a long burst short.
@@ -504,24 +475,33 @@ class SonioxRecorder(anywidget.AnyWidget):
             raise FileNotFoundError(f"no audio file at {file}; check the path")
         if self._recording is not None:
             raise SonioxError("a recording is in progress; stop it first", reason="closed")
+        self.start()
         return self._loop.create_task(self._transcribe_file(file, realtime))
 
     async def _transcribe_file(self, file: Path, realtime: bool) -> Transcript:
-        data, seconds = await read_audio_file(file)
-        async for piece in paced_chunks(data, seconds, realtime):
-            self.feed(piece)
-            rec = self._recording
-            if rec is None or rec.upstream.error is not None:
-                break
-        self.stop()
-        return await self.wait_until_idle()
+        rec = self._recording
+        assert rec is not None
+        try:
+            data, seconds = await read_audio_file(file)
+        except Exception:
+            rec.cancel()
+            raise
+        async for piece in paced_chunks(data, seconds, realtime, wait=rec.resumed.wait):
+            if rec.ended:
+                break  # failed or closed: wait_until_idle raises why
+            rec.feed(piece)
+        if not rec.ended:
+            rec.end("stop")
+        await rec.done.wait()
+        if rec.error is not None:
+            raise rec.error
+        return self.transcript
 
     def close(self) -> None:
         """Close the widget; ends any recording at once (nothing keeps running)."""
         rec = getattr(self, "_recording", None)  # None if __init__ failed half-way
         if rec is not None:
-            # Cancelling the task closes its upstream session (``async with``).
-            self._finish(rec, error=None, cancel=True)
+            rec.cancel()  # the task closes its upstream session
         super().close()
 
 

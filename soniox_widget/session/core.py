@@ -166,6 +166,7 @@ Action = (OpenConnection | SendFrame | CloseConnection | DeliverReply | StartTra
           | FeedTranscoder | EndTranscoder | StateChanged | SessionOver)
 
 _LIVE = (SessionState.STREAMING, SessionState.PAUSED, SessionState.FINISHING)
+_NOT_CONNECTED = (SessionState.NEW, SessionState.CONNECTING, SessionState.RECONNECTING)
 
 
 def _shift(tok: Token, offset: int) -> Token:
@@ -335,14 +336,14 @@ class SessionCore:
         """The source stopped on purpose; keepalives hold the session open."""
         if self.state == SessionState.STREAMING:
             return self._set_state(SessionState.PAUSED)
-        if self.state in (SessionState.CONNECTING, SessionState.RECONNECTING):
+        if self.state in _NOT_CONNECTED:
             self._return_to = SessionState.PAUSED
         return []
 
     def resume(self, now: float) -> list[Action]:
         if self.state == SessionState.PAUSED:
             return self._set_state(SessionState.STREAMING)
-        if self.state in (SessionState.CONNECTING, SessionState.RECONNECTING) \
+        if self.state in _NOT_CONNECTED \
                 and self._return_to == SessionState.PAUSED:
             self._return_to = SessionState.STREAMING
         return []
@@ -355,7 +356,7 @@ class SessionCore:
         actions: list[Action] = []
         if self._transcoding:
             actions.append(EndTranscoder())
-        if self.state in (SessionState.CONNECTING, SessionState.RECONNECTING):
+        if self.state in _NOT_CONNECTED:
             self._return_to = SessionState.FINISHING
         else:
             actions += self._set_state(SessionState.FINISHING)
@@ -430,7 +431,7 @@ class SessionCore:
         if conn != self._conn or self.state.is_over:
             return []
         self._conn_open = False
-        if self.state in (SessionState.CONNECTING, SessionState.RECONNECTING):
+        if self.state in _NOT_CONNECTED:
             # Closed during the handshake, before any reply: count it as a failed try.
             err = SonioxError(f"the connection to {self.where} closed during the handshake "
                               f"(close code {code})", reason="connection_lost")

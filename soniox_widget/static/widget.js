@@ -17,6 +17,8 @@ const LABELS = {
   "requesting-mic": "Allow the microphone…",
   connecting: "Connecting…",
   recording: "Stop",
+  paused: "Stop",
+  reconnecting: "Stop",
   finishing: "Finishing…",
   error: "Record",
 };
@@ -26,9 +28,21 @@ const STATUS_TEXT = {
   "requesting-mic": "Waiting for microphone permission",
   connecting: "Connecting to the speech service",
   recording: "Listening",
+  paused: "Paused — the session stays open",
+  reconnecting: "Connection lost — reconnecting…",
   finishing: "Finishing the last words",
   error: "Error",
 };
+
+// Phases in which a session is open: only the view that owns it may press the button.
+const SESSION_PHASES = new Set(["connecting", "recording", "paused", "reconnecting"]);
+// Phases in which the owning view offers Pause/Resume. Not while connecting: pausing a
+// session that has not reached the service yet buys nothing and only adds a race.
+const PAUSABLE_PHASES = new Set(["recording", "paused", "reconnecting"]);
+
+// A paused session sends no audio, so the kernel cannot tell "paused" from "the view is
+// gone" (tab closed, browser crashed) by the audio alone; the heartbeat tells it.
+const HEARTBEAT_MS = 2000;
 
 function pickMimeType() {
   if (typeof MediaRecorder === "undefined") return null;
@@ -97,13 +111,16 @@ function el(tag, className, text) {
 function render({ model, el: root }) {
   const viewId = newId();
   const state = {
-    phase: "idle", // local phase: idle | requesting-mic | connecting | recording | finishing | error
+    phase: "idle", // local phase: idle | requesting-mic | recording | paused | finishing
     session: null,
+    kernelHasSession: false, // the kernel named this view active_view for state.session
     rev: -1,
     final: [], // segments
     nonfinal: [],
     localError: "",
-    startedAt: 0,
+    startedAt: 0, // when the MediaRecorder started
+    pausedMs: 0, // paused time before the current pause, left out of the clock
+    frozenAt: 0, // when the clock stopped (pause or stop); 0 while it runs
     bytesSent: 0,
     chunksSent: 0,
     level: 0,
@@ -111,7 +128,7 @@ function render({ model, el: root }) {
   };
   // Capture resources (not UI state): released by releaseCapture().
   const capture = { stream: null, recorder: null, chain: Promise.resolve(), audioCtx: null,
-    analyser: null, raf: 0, timer: 0 };
+    analyser: null, raf: 0, timer: 0, heartbeat: 0 };
 
   // -- DOM ---------------------------------------------------------------------
   const box = el("div", "soniox-recorder");
@@ -121,6 +138,10 @@ function render({ model, el: root }) {
   const dot = el("span", "soniox-dot");
   const label = el("span", "soniox-button-label");
   button.append(dot, label);
+  // Not a .soniox-button: "the view's button" stays one element for tests and users.
+  const pauseButton = el("button", "soniox-pause");
+  pauseButton.type = "button";
+  pauseButton.hidden = true;
   const status = el("span", "soniox-status");
   const elapsed = el("span", "soniox-elapsed", "00:00");
   const meter = el("span", "soniox-meter");
@@ -128,7 +149,7 @@ function render({ model, el: root }) {
   meter.append(level);
   meter.title = "Input level";
   const badge = el("span", "soniox-badge");
-  bar.append(button, status, meter, elapsed, badge);
+  bar.append(button, pauseButton, status, meter, elapsed, badge);
   const transcript = el("div", "soniox-transcript");
   transcript.setAttribute("aria-live", "polite");
   const finalEl = el("span", "soniox-final");
@@ -153,7 +174,14 @@ function render({ model, el: root }) {
     if (state.localError) return "error";
     if (ks === "error") return "error";
     if (state.phase === "finishing" && ks !== "idle") return "finishing";
+    // The owner's MediaRecorder is paused at once; show it before the kernel confirms.
+    if (state.phase === "paused" && ks === "recording") return "paused";
     return ks;
+  }
+
+  // Recorded time: wall time since the start, less the pauses, frozen at pause and stop.
+  function recordedMs() {
+    return (state.frozenAt || Date.now()) - state.startedAt - state.pausedMs;
   }
 
   function segmentNodes(segments, className) {
@@ -186,20 +214,23 @@ function render({ model, el: root }) {
     label.textContent = LABELS[phase] || "Record";
     const mine = state.session !== null;
     button.disabled =
-      (elsewhere && !mine) ||
       phase === "finishing" ||
       phase === "requesting-mic" ||
-      (phase === "connecting" && !mine);
+      (!mine && (elsewhere || SESSION_PHASES.has(phase)));
     button.title = elsewhere && !mine ? "Recording in another view" : "";
     status.textContent = elsewhere && !mine && phase === "recording"
       ? "Recording in another view"
       : STATUS_TEXT[phase] || phase;
     badge.textContent = model.get("engine_label") || "";
     badge.dataset.local = String(/offline|local/i.test(badge.textContent));
-    const recording = phase === "recording" && mine;
-    elapsed.textContent = recording || phase === "finishing"
-      ? formatElapsed(Date.now() - state.startedAt)
-      : elapsed.textContent;
+    const paused = state.phase === "paused";
+    pauseButton.hidden = !(mine && (state.phase === "recording" || paused)
+      && PAUSABLE_PHASES.has(phase));
+    pauseButton.textContent = paused ? "Resume" : "Pause";
+    pauseButton.setAttribute("aria-pressed", String(paused));
+    // While reconnecting the microphone still records (the kernel queues the audio).
+    const recording = mine && state.phase === "recording" && phase !== "connecting";
+    if (mine) elapsed.textContent = formatElapsed(state.startedAt ? recordedMs() : 0);
     meter.hidden = !recording;
     level.style.width = `${Math.round(Math.min(1, state.level) * 100)}%`;
     const error = state.localError || model.get("error") || "";
@@ -247,6 +278,12 @@ function render({ model, el: root }) {
       case "stop_request":
         if (state.session) stopRecording();
         break;
+      case "pause_request":
+        pauseRecording();
+        break;
+      case "resume_request":
+        resumeRecording();
+        break;
       case "rejected":
         if (msg.view === viewId) {
           releaseCapture();
@@ -261,9 +298,25 @@ function render({ model, el: root }) {
     paint();
   }
 
+  function noteKernelOwner() {
+    if (state.session && model.get("active_view") === viewId) state.kernelHasSession = true;
+  }
+
+  function onActiveView() {
+    noteKernelOwner();
+    paint();
+  }
+
   function onStatus() {
     const ks = kernelStatus();
-    if (ks === "idle" && state.phase === "finishing") {
+    noteKernelOwner();
+    // Idle after the kernel took our session means the session is over. After our own
+    // stop this only tidies up; if the kernel ended it by itself, it lets go of the
+    // microphone and the heartbeat. (Before the kernel took the session an idle may be
+    // stale, so it is ignored then.)
+    if (ks === "idle" && state.session &&
+        (state.phase === "finishing" || state.kernelHasSession)) {
+      releaseCapture();
       state.phase = "idle";
       state.session = null;
     }
@@ -285,9 +338,21 @@ function render({ model, el: root }) {
     }
   }
 
+  // Session messages leave in the order they happened, after any chunk still being read
+  // (arrayBuffer() is async). A failed step is logged and the chain goes on, so a later
+  // pause, resume or stop is never lost behind it.
+  function inOrder(step) {
+    capture.chain = capture.chain.then(step).catch((err) => {
+      console.error("soniox-widget: could not send to the kernel", err);
+    });
+    return capture.chain;
+  }
+
   async function startRecording() {
     const session = newId();
     state.session = session;
+    state.kernelHasSession = false;
+    state.startedAt = 0; // the clock shows 00:00 until the microphone records
     state.localError = "";
     state.bytesSent = 0;
     state.chunksSent = 0;
@@ -296,6 +361,9 @@ function render({ model, el: root }) {
     const mimeType = pickMimeType();
     // Tell the kernel first: it connects upstream while the browser asks for the mic.
     send({ type: "start", session, view: viewId, mime_type: mimeType || "" });
+    capture.heartbeat = setInterval(() => {
+      if (state.session === session) send({ type: "heartbeat", session });
+    }, HEARTBEAT_MS);
     let stream;
     try {
       if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -312,7 +380,8 @@ function render({ model, el: root }) {
     } catch (err) {
       return failCapture(session, micError(err));
     }
-    if (state.session !== session) {
+    if (state.session !== session || state.phase !== "requesting-mic") {
+      // Rejected, stopped or ended while the browser asked: this stream is not needed.
       stream.getTracks().forEach((t) => t.stop());
       return;
     }
@@ -326,8 +395,7 @@ function render({ model, el: root }) {
       recorder.ondataavailable = (event) => {
         if (!event.data || event.data.size === 0 || state.session !== session) return;
         const n = seq++;
-        // One promise chain keeps chunks in order although arrayBuffer() is async.
-        capture.chain = capture.chain.then(async () => {
+        inOrder(async () => {
           const buffer = await event.data.arrayBuffer();
           send({ type: "chunk", session, seq: n }, [buffer]);
           state.bytesSent += buffer.byteLength;
@@ -335,8 +403,10 @@ function render({ model, el: root }) {
         });
       };
       recorder.onerror = (event) => failCapture(session, micError(event.error || event));
+      // Also after a stop from the paused state: the recorder then gives its last data
+      // (dataavailable) before this event.
       recorder.onstop = () => {
-        capture.chain.then(() => {
+        inOrder(() => {
           if (state.session !== session) return; // the kernel already ended it
           send({ type: "stop", session, chunks: seq });
           releaseCapture();
@@ -350,6 +420,8 @@ function render({ model, el: root }) {
     }
     state.phase = "recording";
     state.startedAt = Date.now();
+    state.pausedMs = 0;
+    state.frozenAt = 0;
     capture.timer = setInterval(paint, 250);
     paint();
   }
@@ -368,12 +440,42 @@ function render({ model, el: root }) {
   function stopRecording() {
     const recorder = capture.recorder;
     state.phase = "finishing";
+    if (!state.frozenAt) state.frozenAt = Date.now();
     if (recorder && recorder.state !== "inactive") {
       recorder.stop(); // onstop sends the last chunk, then the end message
     } else if (state.session) {
       send({ type: "stop", session: state.session, chunks: state.chunksSent });
       releaseCapture();
     }
+    paint();
+  }
+
+  // Pause and resume are the same whether the user clicks or the kernel asks
+  // (pause_request/resume_request); anything else is ignored.
+  function pauseRecording() {
+    const recorder = capture.recorder;
+    const session = state.session;
+    if (!session || state.phase !== "recording" || !recorder || recorder.state !== "recording") {
+      return;
+    }
+    recorder.pause();
+    state.phase = "paused";
+    state.frozenAt = Date.now();
+    inOrder(() => send({ type: "pause", session }));
+    paint();
+  }
+
+  function resumeRecording() {
+    const recorder = capture.recorder;
+    const session = state.session;
+    if (!session || state.phase !== "paused" || !recorder || recorder.state !== "paused") {
+      return;
+    }
+    recorder.resume();
+    state.phase = "recording";
+    state.pausedMs += Date.now() - state.frozenAt;
+    state.frozenAt = 0;
+    inOrder(() => send({ type: "resume", session }));
     paint();
   }
 
@@ -406,8 +508,10 @@ function render({ model, el: root }) {
   function releaseCapture() {
     if (capture.raf) cancelAnimationFrame(capture.raf);
     if (capture.timer) clearInterval(capture.timer);
+    if (capture.heartbeat) clearInterval(capture.heartbeat);
     capture.raf = 0;
     capture.timer = 0;
+    capture.heartbeat = 0;
     if (capture.stream) capture.stream.getTracks().forEach((t) => t.stop());
     if (capture.audioCtx) capture.audioCtx.close().catch(() => {});
     capture.stream = null;
@@ -419,7 +523,7 @@ function render({ model, el: root }) {
 
   button.addEventListener("click", () => {
     const phase = shownPhase();
-    if (state.session && (phase === "recording" || phase === "connecting")) {
+    if (state.session && SESSION_PHASES.has(phase)) {
       stopRecording();
     } else if (!state.session && (phase === "idle" || phase === "error")) {
       startRecording().catch((err) => {
@@ -428,12 +532,17 @@ function render({ model, el: root }) {
     }
   });
 
+  pauseButton.addEventListener("click", () => {
+    if (state.phase === "paused") resumeRecording();
+    else pauseRecording();
+  });
+
   const onChange = () => paint();
   model.on("msg:custom", onCustom);
   model.on("change:status", onStatus);
   model.on("change:error", onChange);
   model.on("change:engine_label", onChange);
-  model.on("change:active_view", onChange);
+  model.on("change:active_view", onActiveView);
   model.send({ type: "snapshot_request" });
   paint();
 
@@ -444,7 +553,7 @@ function render({ model, el: root }) {
     model.off("change:status", onStatus);
     model.off("change:error", onChange);
     model.off("change:engine_label", onChange);
-    model.off("change:active_view", onChange);
+    model.off("change:active_view", onActiveView);
   };
 }
 

@@ -1,8 +1,9 @@
 """SonioxRecorder's kernel side: front-end messages in, traits and view messages out.
 
-The front end is replaced by calls to the same handler the comm calls
-(``_on_front_end_message``), the upstream is a real local server on 127.0.0.1.
-The browser itself is exercised in tests/e2e.
+The front end is replaced by comm messages of the real shape, handed to the widget's
+comm entry point (``_handle_msg``, what ipywidgets calls for every message from a
+view); the upstream is a real local server on 127.0.0.1. The browser itself is
+exercised in tests/e2e.
 """
 
 import asyncio
@@ -13,7 +14,6 @@ import socket
 import pytest
 
 from soniox_widget.local import LocalSonioxServer, ScriptedEngine
-from soniox_widget.protocol import Reply, Token
 from soniox_widget.recorder import SonioxRecorder
 
 AUDIO = bytes(range(256)) * 20
@@ -31,7 +31,9 @@ class Views:
 
 
 def msg(rec, content, buffers=()):
-    rec._on_front_end_message(rec, content, list(buffers))
+    """One custom message from a view, as the comm delivers it."""
+    rec._handle_msg({"content": {"data": {"method": "custom", "content": content}},
+                     "buffers": [memoryview(bytes(b)) for b in buffers]})
 
 
 def record(rec, audio, session="s1", view="v1", step=250, order=None):
@@ -123,8 +125,7 @@ async def test_snapshot_for_a_new_view(recorder):
     assert snap["rev"] == views.of("delta")[-1]["rev"]
 
 
-async def test_unreachable_upstream_sets_error_and_can_record_again(local_server, engine,
-                                                                    no_task_leaks):
+async def test_unreachable_upstream_sets_error_and_can_record_again(engine, no_task_leaks):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -135,13 +136,15 @@ async def test_unreachable_upstream_sets_error_and_can_record_again(local_server
         await rec.wait_until_idle(timeout=10)
     assert rec.status == "error" and "Cannot reach" in rec.error
     assert views.of("stop_request")  # the browser is told to release the microphone
-    rec._url = local_server.url
-    rec._resolve_backend()
-    record(rec, AUDIO, session="s2")
-    await rec.wait_until_idle(timeout=10)
-    assert rec.status == "idle" and rec.error == ""
-    assert rec.final_text == engine.text_for(AUDIO)
-    rec.close()
+    assert rec.audio_stats["connections"] == 1  # a refused first connect is not retried
+    # The service comes up; the next click works.
+    async with LocalSonioxServer(engine, port=port) as server:
+        record(rec, AUDIO, session="s2")
+        await rec.wait_until_idle(timeout=10)
+        assert rec.status == "idle" and rec.error == ""
+        assert rec.final_text == engine.text_for(AUDIO)
+        assert len(server.sessions) == 1
+        rec.close()
     await no_task_leaks()
 
 
@@ -215,21 +218,23 @@ def test_bad_options_fail_at_construction():
         SonioxRecorder(url="ws://127.0.0.1:9/x", langage_hints=["en"])
 
 
-async def test_bytes_per_update_do_not_grow_with_the_transcript(recorder):
-    """A long session: the 5000th update costs what the 10th did (deltas, not snapshots)."""
-    views = Views(recorder)
-    sizes = []
-    for i in range(5000):
-        recorder._apply(Reply(tokens=(
-            Token(f" word{i % 10}", True, i * 400, i * 400 + 300, 0.9),
-            Token(" next", False),
-        )))
-        sizes.append(len(json.dumps(views.messages[-1])))
-    early, late = sizes[10], sizes[4999]
-    assert len(recorder.final_text) >= 30000
-    assert late <= early + 8  # same shape; only the digits of rev and base_rev grow
-    msg(recorder, {"type": "snapshot_request"})
-    assert len(json.dumps(views.messages[-1])) > 30000  # a snapshot is whole, once per view
+async def test_bytes_per_update_do_not_grow_with_the_transcript(no_task_leaks):
+    """A long session: the 3000th update costs what the 10th did (deltas, not snapshots)."""
+    engine = ScriptedEngine(bytes_per_word=10)
+    async with LocalSonioxServer(engine) as server:
+        rec = SonioxRecorder(url=server.url)
+        views = Views(rec)
+        audio = bytes(range(256)) * 120  # 3072 words
+        record(rec, audio, step=10)
+        await rec.wait_until_idle(timeout=60)
+        sizes = [len(json.dumps(m)) for m in views.of("delta")]
+        assert len(rec.final_text) >= 15000 and len(sizes) > 1000
+        # Same shape late as early; only the digits of rev and base_rev grow.
+        assert max(sizes[-100:-1]) <= max(sizes[10:110]) + 8
+        msg(rec, {"type": "snapshot_request"})
+        assert len(json.dumps(views.messages[-1])) > 15000  # a snapshot is whole, once
+        rec.close()
+    await no_task_leaks()
 
 
 async def test_comm_messages_from_another_thread_run_on_the_widget_loop(recorder, engine,
@@ -242,23 +247,24 @@ async def test_comm_messages_from_another_thread_run_on_the_widget_loop(recorder
     handled_on = []
     original = recorder._on_front_end_message
 
-    def spy(*args):
+    def spy(content, buffers):
         handled_on.append(asyncio.get_running_loop() is loop)
-        original(*args)
+        original(content, buffers)
 
     recorder._on_front_end_message = spy
     chunks = [AUDIO[i : i + 250] for i in range(0, len(AUDIO), 250)]
 
+    def comm(content, buffers=()):
+        recorder._handle_msg({"content": {"data": {"method": "custom", "content": content}},
+                              "buffers": list(buffers)})
+
     def subshell():
-        recorder._receive_from_front_end(recorder, {"type": "start", "session": "t",
-                                                    "view": "v"}, [])
+        comm({"type": "start", "session": "t", "view": "v"})
         for seq, chunk in enumerate(chunks):
             buf = bytearray(chunk)
-            recorder._receive_from_front_end(recorder, {"type": "chunk", "session": "t",
-                                                        "seq": seq}, [memoryview(buf)])
+            comm({"type": "chunk", "session": "t", "seq": seq}, [memoryview(buf)])
             buf[:] = b"\0" * len(buf)  # the kernel reusing its buffer must not matter
-        recorder._receive_from_front_end(recorder, {"type": "stop", "session": "t",
-                                                    "chunks": len(chunks)}, [])
+        comm({"type": "stop", "session": "t", "chunks": len(chunks)})
 
     thread = threading.Thread(target=subshell)
     thread.start()
