@@ -169,6 +169,12 @@ _LIVE = (SessionState.STREAMING, SessionState.PAUSED, SessionState.FINISHING)
 _NOT_CONNECTED = (SessionState.NEW, SessionState.CONNECTING, SessionState.RECONNECTING)
 
 
+def _spaced(ch: str) -> bool:
+    """Scripts that separate words with spaces (not CJK, Thai, ...); punctuation
+    never takes a space before it."""
+    return (ch.isalnum() and ord(ch) < 0x0E00) or ch in "\"(¿¡"
+
+
 def _shift(tok: Token, offset: int) -> Token:
     if offset == 0 or (tok.start_ms is None and tok.end_ms is None):
         return tok
@@ -235,6 +241,8 @@ class SessionCore:
         self._last_problem = ""
         # The recording's clock
         self._offset_ms = 0           # recording time of this connection's t=0
+        self._last_char = ""          # of the final text so far (joining across connections)
+        self._join_pending = False    # the resumed connection has given no final word yet
         self._final_ms = 0            # everything before this is final (recording time)
         self._heard_ms = 0            # total audio the server had processed
         # What may be resent
@@ -518,14 +526,21 @@ class SessionCore:
         offset = self._offset_ms
         before = self._final_ms
         tokens = []
+        first_word = True
         for tok in reply.tokens:
             tok = _shift(tok, offset)
+            if self._join_pending and first_word and not tok.is_special:
+                first_word = False
+                tok = self._join(tok)
             if tok.is_final and tok.text == FIN_TOKEN and self._fin_outstanding:
                 self._fin_outstanding.popleft()
             if (tok.is_final and not tok.is_special and offset and tok.end_ms is not None
                     and tok.end_ms <= offset):
                 continue  # wholly before the resend point: it was final once already
             tokens.append(tok)
+            if tok.is_final and not tok.is_special and tok.text:
+                self._last_char = tok.text[-1]
+                self._join_pending = False
             if tok.is_final and tok.end_ms is not None:
                 self._final_ms = max(self._final_ms, tok.end_ms)
         final_ms = reply.final_audio_proc_ms
@@ -550,6 +565,16 @@ class SessionCore:
             actions += self._set_state(SessionState.FINISHED)
             actions += [CloseConnection(self._conn), SessionOver(None)]
         return actions
+
+    def _join(self, tok: Token) -> Token:
+        """A new connection's first word has no leading space (it starts a session);
+        after a resume it continues the text, so give it one where words are spaced."""
+        first = tok.text[:1]
+        if (first and not first.isspace() and self._last_char
+                and not self._last_char.isspace() and _spaced(first)
+                and _spaced(self._last_char)):
+            return replace(tok, text=" " + tok.text)
+        return tok
 
     def _can_resume(self) -> bool:
         if self.policy.max_attempts <= 0 or self.reconnects >= self.policy.max_reconnects:
@@ -586,6 +611,7 @@ class SessionCore:
                     *(i for i in self._pending if isinstance(i, FinalizeRequest))]
         self._fin_outstanding.clear()
         actions: list[Action] = [CloseConnection(old)]
+        self._join_pending = True
         self._conn += 1  # what the old connection still reports is stale from now on
         resume_ms = self._final_ms
         self._pending.clear()
