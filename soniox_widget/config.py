@@ -9,12 +9,10 @@ would refuse, with the same ``error_code`` 400).
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import ConfigError
-from .protocol import DEFAULT_WS_URL
 
 DEFAULT_MODEL = "stt-rt-v5"
 
@@ -229,14 +227,3 @@ class SonioxConfig:
                 f"a {tr['type']} translation needs exactly the keys {sorted(expected)} "
                 f"(language codes as strings), got {sorted(tr)}"
             )
-
-
-def resolve_ws_url(url: str | None = None) -> str:
-    """The upstream URL: the argument, else ``SONIOX_WS_URL``, else Soniox's own."""
-    chosen = url or os.environ.get("SONIOX_WS_URL") or DEFAULT_WS_URL
-    if not chosen.startswith(("ws://", "wss://")):
-        raise ConfigError(
-            f"the upstream URL must start with ws:// or wss://, got {chosen!r} "
-            "(check the url argument or SONIOX_WS_URL)"
-        )
-    return chosen

@@ -1,7 +1,9 @@
 import pytest
 
 from soniox_widget import ConfigError, SonioxConfig
-from soniox_widget.config import DEFAULT_MODEL, resolve_ws_url
+from soniox_widget.backend import choose_backend
+from soniox_widget.config import DEFAULT_MODEL
+from soniox_widget.errors import MissingAPIKeyError
 from soniox_widget.protocol import DEFAULT_WS_URL
 
 
@@ -89,9 +91,24 @@ def test_replace_validates_again():
 
 
 def test_url_from_argument_env_or_default(monkeypatch):
-    assert resolve_ws_url() == DEFAULT_WS_URL
+    monkeypatch.setenv("SONIOX_API_KEY", "k-1")
+    assert choose_backend().url == DEFAULT_WS_URL
     monkeypatch.setenv("SONIOX_WS_URL", "wss://stt-rt.eu.soniox.com/transcribe-websocket")
-    assert "eu" in resolve_ws_url()
-    assert resolve_ws_url("ws://127.0.0.1:1/x") == "ws://127.0.0.1:1/x"
+    assert "eu" in choose_backend().url
+    assert choose_backend(url="ws://127.0.0.1:1/x").url == "ws://127.0.0.1:1/x"
     with pytest.raises(ConfigError, match="ws:// or wss://"):
-        resolve_ws_url("http://example.invalid/")
+        choose_backend(url="http://example.invalid/")
+
+
+def test_the_key_decision_parses_the_host_not_the_string(monkeypatch):
+    # A regional Soniox host needs a key; a look-alike host does not get one.
+    with pytest.raises(MissingAPIKeyError):
+        choose_backend(url="wss://stt-rt.jp.soniox.com/transcribe-websocket")
+    b = choose_backend(url="ws://soniox.com.example.invalid:9/transcribe-websocket")
+    assert b.label == "server at soniox.com.example.invalid:9" and b.api_key is None
+    with pytest.raises(ConfigError, match="wss://"):
+        choose_backend(url="ws://stt-rt.soniox.com/transcribe-websocket", api_key="k")
+    with pytest.raises(ConfigError, match="credentials"):
+        choose_backend(url="wss://user:pw@example.invalid/x")
+    with pytest.raises(ConfigError, match="invalid port"):
+        choose_backend(url="ws://127.0.0.1:99999/x")
