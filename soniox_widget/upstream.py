@@ -80,6 +80,9 @@ class UpstreamSession:
         reconnect: the reconnect policy; ``ReconnectPolicy(max_attempts=0)`` turns
             reconnecting off.
         on_state: called with each new :class:`SessionState` (on the event loop).
+        ping_interval: a WebSocket ping is sent this often and must be answered within
+            as long again; a connection that went silent (a stalled network) is then
+            treated as dropped, and the session reconnects.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class UpstreamSession:
         keepalive_interval: float = 5.0,
         reconnect: ReconnectPolicy | None = None,
         on_state: Callable[[SessionState], None] | None = None,
+        ping_interval: float = 10.0,
     ) -> None:
         if config is not None and not isinstance(config, SonioxConfig):
             raise ConfigError(
@@ -105,6 +109,7 @@ class UpstreamSession:
         self.backend = backend or choose_backend(engine, api_key=api_key, url=url,
                                                  model=self.config.model)
         self.connect_timeout = connect_timeout
+        self.ping_interval = ping_interval
         self._key = self.backend.api_key
         self._core = SessionCore(
             self.config,
@@ -427,10 +432,10 @@ class UpstreamSession:
                 additional_headers=headers,
                 open_timeout=self.connect_timeout,
                 max_size=2**24,
-                # Pings find a connection that went silent (a stalled network) within
-                # 20 s; the core then reconnects.
-                ping_interval=10,
-                ping_timeout=10,
+                # Pings find a connection that went silent (a stalled network); the
+                # core then reconnects.
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_interval,
                 close_timeout=2,
                 proxy=None,
             )

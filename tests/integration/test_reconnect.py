@@ -113,6 +113,31 @@ async def test_503_mid_stream_restarts_and_keeps_every_word(no_task_leaks):
     await no_task_leaks()
 
 
+async def test_a_stalled_connection_is_dropped_by_pings_and_resumed(pcm_engine,
+                                                                    no_task_leaks):
+    audio = pcm_audio(30)
+    reconnecting = asyncio.Event()
+
+    def on_state(state):
+        if state.value == "reconnecting":
+            reconnecting.set()
+
+    async with LocalSonioxServer(pcm_engine) as server, FaultyRelay(server.port) as relay:
+        async with UpstreamSession(PCM, url=relay.url(), reconnect=FAST, ping_interval=0.2,
+                                   on_state=on_state) as session:
+            session.send_audio(audio[:48000])
+            await session.wait_connected()
+            relay.stall()  # nothing flows either way; nothing is closed
+            session.send_audio(audio[48000:64000])
+            await asyncio.wait_for(reconnecting.wait(), 10)
+            relay.unstall()
+            t, _ = await stream_through(session, audio[64000:])
+        assert session.connections == 2
+    assert t.final_text == pcm_engine.text_for(audio)
+    assert_continuous(t)
+    await no_task_leaks()
+
+
 @pytest.mark.parametrize("code", [400, 401, 402, 429])
 async def test_errors_a_retry_cannot_fix_end_at_once(code, no_task_leaks):
     behaviour = standin.error_reply(code, f"no (code {code})")
