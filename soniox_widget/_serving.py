@@ -2,20 +2,22 @@
 
 Each server owns a ``websockets`` server and the handler task of every open
 connection; stopping it closes the listener and cancels and awaits every handler,
-so nothing outlives the server.
+so nothing outlives the server. :class:`IdleWatchdog` closes connections whose
+client went silent, at no cost per message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-_NOTHING = object()
+logger = logging.getLogger(__name__)
 
 
 class WebSocketService:
@@ -63,19 +65,93 @@ class WebSocketService:
         await self.stop()
 
 
-async def recv_unless(ws: ServerConnection, other: asyncio.Task[Any]) -> Any:
-    """The next message from ``ws``, or :data:`NOTHING` if ``other`` finishes first."""
-    recv = asyncio.ensure_future(ws.recv())
-    done, _ = await asyncio.wait({recv, other}, return_when=asyncio.FIRST_COMPLETED)
-    if recv in done:
-        return recv.result()
-    recv.cancel()
-    with contextlib.suppress(BaseException):
-        await recv
-    return _NOTHING
+class IdleWatchdog:
+    """Ends a connection whose client has sent nothing for ``timeout`` seconds.
 
+    The owner calls :meth:`touch` for each frame it receives (one clock read, no
+    task, no timer). One ``loop.call_at`` timer does the checking: it is re-armed only
+    when it fires, for whatever time is left since the last touch, so a busy
+    connection costs one timer callback per ``timeout`` seconds. When the deadline
+    has really passed, ``on_expire()`` runs once, as a task this watchdog owns; it
+    sends the error reply and closes the connection, which makes the owner's
+    pending ``recv()`` raise ``ConnectionClosed``.
 
-NOTHING = _NOTHING
+    Don't wrap ``recv()`` in ``asyncio.wait_for`` instead: on Python 3.10/3.11 it can
+    swallow a cancellation, and it costs a timer (and a task) per message.
+
+    Example::
+
+        watchdog = IdleWatchdog(20.0, send_408_and_close)
+        watchdog.start()
+        try:
+            while True:
+                message = await ws.recv()
+                if watchdog.expired:
+                    break
+                watchdog.touch()
+                ...
+        finally:
+            await watchdog.aclose()
+    """
+
+    def __init__(self, timeout: float | None,
+                 on_expire: Callable[[], Awaitable[None]]) -> None:
+        self.timeout = timeout
+        self._on_expire = on_expire
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.timeout is not None and self.timeout > 0
+
+    @property
+    def expired(self) -> bool:
+        """True once the deadline passed (the connection is being closed)."""
+        return self._expiry is not None
+
+    def start(self) -> None:
+        """Start counting from now (no effect when disabled or already running)."""
+        self.touch()
+        if self.enabled and self._timer is None and self._expiry is None:
+            assert self.timeout is not None
+            self._timer = self._loop.call_at(self._last + self.timeout, self._check)
+
+    def touch(self) -> None:
+        """The client is active now: the deadline moves to ``now + timeout``."""
+        self._last = self._loop.time()
+
+    def stop(self) -> None:
+        """Stop watching (e.g. once the client ended its stream); idempotent."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def aclose(self) -> None:
+        """Stop watching and wait for a running ``on_expire``; idempotent."""
+        self.stop()
+        task = self._expiry
+        if task is None:
+            return
+        try:
+            if not task.done():
+                await asyncio.wait({task})
+        finally:
+            if not task.done():  # we were cancelled while waiting: don't leave it behind
+                task.cancel()
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("closing an idle connection failed: %r", task.exception())
+
+    def _check(self) -> None:
+        self._timer = None
+        assert self.timeout is not None
+        deadline = self._last + self.timeout
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._check)
+            return
+        self._expiry = self._loop.create_task(self._on_expire(), name="idle watchdog")
 
 
 async def serve_until_signal(service: WebSocketService, banner: Callable[[], str]) -> None:

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import hashlib
 import http
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -31,11 +30,22 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .._serving import NOTHING, WebSocketService, recv_unless
+from .._serving import IdleWatchdog, WebSocketService
 from ..auth import APIKey
 from ..config import SonioxConfig
 from ..errors import ConfigError
-from ..protocol import WS_PATH, Reply, error_reply
+from ..protocol import (
+    WS_PATH,
+    AudioFrame,
+    EndOfStream,
+    FinalizeRequest,
+    KeepaliveMessage,
+    ProtocolError,
+    Reply,
+    error_reply,
+    parse_client_message,
+    parse_start_message,
+)
 from .engine import Engine, EngineError, EngineStream
 
 logger = logging.getLogger(__name__)
@@ -77,7 +87,8 @@ class LocalSonioxServer(WebSocketService):
         port: 0 picks a free port.
         api_key: when set, connections must present it as ``Authorization: Bearer``.
         record_audio: keep each session's audio bytes in :attr:`sessions` (tests).
-        idle_timeout: seconds without audio or keepalive before a 408 error.
+        idle_timeout: seconds without audio or keepalive (or, at first, without the
+            start message) before a 408 error; ``None`` never times out.
     """
 
     def __init__(
@@ -88,7 +99,7 @@ class LocalSonioxServer(WebSocketService):
         port: int = 0,
         api_key: str | APIKey | None = None,
         record_audio: bool = False,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         super().__init__(host, port)
         self.engine = engine
@@ -199,23 +210,37 @@ class LocalSonioxServer(WebSocketService):
         self.sessions.append(record)
         stream: EngineStream | None = None
         pump: asyncio.Task[None] | None = None
+        # Sends the 408 and closes the connection, which ends the pending recv().
+        watchdog = IdleWatchdog(self.idle_timeout, lambda: self._expire(ws, record))
+        watchdog.start()
         try:
-            stream = await self._open(ws, record)
+            stream = await self._open(ws, record, watchdog)
             if stream is None:
                 return
             pump = asyncio.create_task(self._pump(ws, stream, record))
-            await self._receive(ws, stream, record, pump)
-            await pump
+            await self._receive(ws, stream, record, pump, watchdog)
+            watchdog.stop()  # the client ended its stream (or the session is over)
+            if not watchdog.expired:
+                await pump
         except ConnectionClosed:
-            record.client_went_away = not record.finished
+            # Also how the receive loop learns that the pump or the watchdog closed
+            # the connection; only a session that ended without a reply is the client's.
+            record.client_went_away = not record.finished and record.error is None
+        except ProtocolError as exc:
+            watchdog.stop()
+            await self._send_error(ws, record, 400, str(exc))
         except EngineError as exc:
+            watchdog.stop()
             await self._send_error(ws, record, exc.error_code, exc.error_message)
         except Exception:
+            watchdog.stop()
             logger.exception("local server session crashed")
             await self._send_error(ws, record, 500, "internal error in the local engine")
         finally:
+            await watchdog.aclose()
             if pump is not None and not pump.done():
                 pump.cancel()
+            if pump is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pump
             if stream is not None:
@@ -223,25 +248,23 @@ class LocalSonioxServer(WebSocketService):
                     await stream.aclose()
             record.done.set()
 
-    async def _open(self, ws: ServerConnection, record: SessionRecord) -> EngineStream | None:
-        try:
-            first = await asyncio.wait_for(ws.recv(), self.idle_timeout)
-        except TimeoutError:
-            await self._send_error(ws, record, 408, "no start message received; send the "
-                                   "JSON configuration first")
+    async def _expire(self, ws: ServerConnection, record: SessionRecord) -> None:
+        if record.start_message is None:
+            message = "no start message received; send the JSON configuration first"
+        else:
+            message = (f"no audio or keepalive received for {self.idle_timeout:g} s; "
+                       "the session was closed")
+        await self._send_error(ws, record, 408, message)
+
+    async def _open(self, ws: ServerConnection, record: SessionRecord,
+                    watchdog: IdleWatchdog) -> EngineStream | None:
+        frame = await ws.recv()
+        if watchdog.expired:
             return None
-        if not isinstance(first, str):
-            await self._send_error(ws, record, 400, "the first message must be the JSON start "
-                                   "message (a text frame), not audio")
-            return None
-        try:
-            message = json.loads(first)
-        except ValueError:
-            await self._send_error(ws, record, 400, "the start message is not valid JSON")
-            return None
-        record.start_message = {k: v for k, v in message.items() if k != "api_key"} \
-            if isinstance(message, dict) else None
-        if isinstance(message, dict) and "api_key" in message:
+        watchdog.touch()
+        message = parse_start_message(frame).config  # a ProtocolError is a 400
+        record.start_message = {k: v for k, v in message.items() if k != "api_key"}
+        if "api_key" in message:
             await self._send_error(
                 ws, record, 400, "api_key in the start message is no longer accepted; "
                 "authenticate with the connection (Authorization: Bearer header)")
@@ -255,70 +278,72 @@ class LocalSonioxServer(WebSocketService):
         return self.engine.open_stream(config)
 
     async def _receive(self, ws: ServerConnection, stream: EngineStream,
-                       record: SessionRecord, pump: asyncio.Task[None]) -> None:
+                       record: SessionRecord, pump: asyncio.Task[None],
+                       watchdog: IdleWatchdog) -> None:
+        """Client → engine until the client ends the stream.
+
+        No task per message: when the session ends otherwise (the engine finished or
+        failed, or the client went silent), whoever ended it closes the connection,
+        and ``recv()`` raises ``ConnectionClosed`` (after any frames already queued,
+        which are dropped).
+        """
         while True:
-            try:
-                message = await asyncio.wait_for(recv_unless(ws, pump), self.idle_timeout)
-            except TimeoutError:
-                raise EngineError(408, f"no audio or keepalive received for "
-                                  f"{self.idle_timeout:g} s; the session was closed") from None
-            if message is NOTHING:  # the engine failed or finished early: stop reading
+            frame = await ws.recv()
+            if pump.done() or watchdog.expired:
                 return
-            if isinstance(message, bytes):
-                if not message:
-                    await stream.end()
-                    return
-                record.audio_bytes += len(message)
+            watchdog.touch()
+            message = parse_client_message(frame)
+            if isinstance(message, AudioFrame):
+                data = message.data
+                record.audio_bytes += len(data)
                 record.audio_frames += 1
-                record._digest.update(message)
+                record._digest.update(data)
                 if record.audio is not None:
-                    record.audio.extend(message)
-                await stream.push_audio(message)
-                continue
-            if message == "":
+                    record.audio.extend(data)
+                await stream.push_audio(data)
+            elif isinstance(message, EndOfStream):
                 await stream.end()
                 return
-            try:
-                control = json.loads(message)
-            except ValueError:
-                raise EngineError(400, "text messages must be JSON control messages "
-                                  "(finalize, keepalive) or an empty end-of-stream frame") from None
-            kind = control.get("type") if isinstance(control, dict) else None
-            if kind == "keepalive":
+            elif isinstance(message, KeepaliveMessage):
                 record.keepalives += 1
-            elif kind == "finalize":
+            elif isinstance(message, FinalizeRequest):
                 record.finalize_requests += 1
-                silence = control.get("trailing_silence_ms")
-                if silence is not None and (not isinstance(silence, int) or silence < 0):
-                    raise EngineError(400, "trailing_silence_ms must be a non-negative integer")
-                await stream.finalize(silence)
-            else:
-                raise EngineError(400, f"unknown control message type {kind!r}; expected "
-                                  "'finalize' or 'keepalive'")
+                await stream.finalize(message.trailing_silence_ms)
 
     async def _pump(self, ws: ServerConnection, stream: EngineStream,
                     record: SessionRecord) -> None:
-        final_ms = total_ms = 0
-        async for update in stream.updates():
-            final_ms = max(final_ms, update.final_audio_proc_ms)
-            total_ms = max(total_ms, update.total_audio_proc_ms)
-            if not update.final and not update.nonfinal:
-                continue
-            reply = Reply(
-                tokens=tuple(update.final) + tuple(update.nonfinal),
-                final_audio_proc_ms=final_ms,
-                total_audio_proc_ms=total_ms,
-            )
-            await ws.send(reply.dumps())
+        """Engine → client; closes the connection when the session ends, either way."""
+        try:
+            final_ms = total_ms = 0
+            async for update in stream.updates():
+                final_ms = max(final_ms, update.final_audio_proc_ms)
+                total_ms = max(total_ms, update.total_audio_proc_ms)
+                if not update.final and not update.nonfinal:
+                    continue
+                reply = Reply(
+                    tokens=tuple(update.final) + tuple(update.nonfinal),
+                    final_audio_proc_ms=final_ms,
+                    total_audio_proc_ms=total_ms,
+                )
+                await ws.send(reply.dumps())
+                record.replies_sent += 1
+            await ws.send(Reply(final_audio_proc_ms=final_ms, total_audio_proc_ms=total_ms,
+                                finished=True).dumps())
             record.replies_sent += 1
-        await ws.send(Reply(final_audio_proc_ms=final_ms, total_audio_proc_ms=total_ms,
-                            finished=True).dumps())
-        record.replies_sent += 1
-        record.finished = True
-        await ws.close()
+            record.finished = True
+            await ws.close()
+        except ConnectionClosed:
+            raise
+        except EngineError as exc:
+            await self._send_error(ws, record, exc.error_code, exc.error_message)
+        except Exception:
+            logger.exception("local engine failed")
+            await self._send_error(ws, record, 500, "internal error in the local engine")
 
     async def _send_error(self, ws: ServerConnection, record: SessionRecord,
                           code: int, message: str) -> None:
+        if record.error is not None:
+            return  # one error per session (e.g. the watchdog's 408 raced an engine error)
         record.error = (code, message)
         logger.info("local server session error %s: %s", code, message)
         with contextlib.suppress(ConnectionClosed):

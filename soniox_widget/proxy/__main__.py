@@ -18,7 +18,7 @@ from ..backend import choose_backend
 from ..config import SonioxConfig
 from ..errors import ConfigError, MissingAPIKeyError
 from ..local.shared import LocalEngineUnavailable
-from .server import DEFAULT_MAX_FRAME_BYTES, DEFAULT_PORT, ProxyServer
+from .server import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_PORT, ProxyServer
 
 
 def _port(value: str) -> int:
@@ -26,6 +26,16 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError("port must be between 0 and 65535")
     return port
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not seconds >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError("seconds must be 0 or more")
+    return seconds
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also accept browser connections from this origin "
                    "(repeatable; default: same origin only)")
     p.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES)
+    p.add_argument("--idle-timeout", type=_seconds, default=DEFAULT_IDLE_TIMEOUT,
+                   metavar="SECONDS",
+                   help="close a client that sends no audio and no keepalive for this long, "
+                   f"with a 408 error (default {DEFAULT_IDLE_TIMEOUT:g}; 0 never closes it)")
     p.add_argument("--model", default=None, help="Soniox model (default: current real-time)")
     p.add_argument("--language-hints", default="", help="comma-separated, e.g. en,de")
     p.add_argument("--enable-endpoint-detection", action="store_true")
@@ -65,7 +79,8 @@ def build(args: argparse.Namespace) -> ProxyServer:
                                                          str(DEFAULT_PORT))
     backend = choose_backend(args.engine, model=config.model)
     return ProxyServer(backend, config, host=args.host, port=port,
-                       allowed_origins=args.allow_origin, max_frame_bytes=args.max_frame_bytes)
+                       allowed_origins=args.allow_origin, max_frame_bytes=args.max_frame_bytes,
+                       idle_timeout=args.idle_timeout or None)
 
 
 def main(argv: list[str] | None = None) -> None:

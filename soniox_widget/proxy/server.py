@@ -1,8 +1,11 @@
 """The standalone proxy: browser ⇄ this server ⇄ Soniox (or the local engine).
 
 Clients speak the original "proxy stream" protocol: binary audio frames, an empty
-text frame to end the stream; the server relays Soniox's JSON replies back and,
-on failure, sends ``{"error_code": ..., "error_message": ...}`` and closes. The
+text frame to end the stream, and optionally ``{"type": "finalize"}`` and
+``{"type": "keepalive"}`` control messages (a client that sends nothing for
+``idle_timeout`` seconds is closed with a 408). The server relays Soniox's JSON
+replies back and, on failure or a bad client frame, sends
+``{"error_code": ..., "error_message": ...}`` and closes. The
 key stays on this server. Each client connection is one
 :class:`~soniox_widget.upstream.UpstreamSession`, the same code the notebook
 widget uses.
@@ -17,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import json
 import logging
 from collections.abc import Iterable
 from importlib import resources
@@ -27,16 +29,26 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .._serving import NOTHING, WebSocketService, recv_unless
+from .._serving import IdleWatchdog, WebSocketService
 from ..backend import Backend
 from ..config import SonioxConfig
-from ..errors import SonioxError
+from ..errors import ConfigError, SonioxError, SonioxWidgetError
+from ..protocol import (
+    AudioFrame,
+    EndOfStream,
+    FinalizeRequest,
+    ProtocolError,
+    Reply,
+    parse_client_message,
+)
 from ..upstream import UpstreamSession
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3001
 DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+#: A client that sends nothing (no audio, no keepalive) for this long is closed with a 408.
+DEFAULT_IDLE_TIMEOUT = 30.0
 WS_PATHS = ("/", "/ws")
 _PAGE_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -65,6 +77,11 @@ class ProxyServer(WebSocketService):
             origin; ``["*"]`` accepts any (not recommended). Clients without an
             ``Origin`` header (scripts, not browsers) are accepted.
         max_frame_bytes: the largest audio frame accepted.
+        finish_timeout: seconds to wait for the upstream's last replies after the
+            client ended its stream.
+        idle_timeout: seconds a client may send nothing (no audio, no control
+            message) before it gets a 408 error and its session is closed; a
+            ``{"type": "keepalive"}`` resets it. ``None`` or 0 never times out.
     """
 
     def __init__(
@@ -77,6 +94,7 @@ class ProxyServer(WebSocketService):
         allowed_origins: Iterable[str] = (),
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         finish_timeout: float = 30.0,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         super().__init__(host, port)
         self.backend = backend
@@ -84,6 +102,9 @@ class ProxyServer(WebSocketService):
         self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
         self.max_frame_bytes = max_frame_bytes
         self.finish_timeout = finish_timeout
+        if idle_timeout is not None and idle_timeout < 0:
+            raise ValueError("idle_timeout must be a non-negative number of seconds")
+        self.idle_timeout = idle_timeout
         self.sessions_started = 0
 
     @property
@@ -154,22 +175,43 @@ class ProxyServer(WebSocketService):
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.sessions_started += 1
-        session = UpstreamSession(
-            self.config,
-            api_key=self.backend.api_key,
-            url=self.backend.url,
-            finish_timeout=self.finish_timeout,
-        )
+        try:
+            # The backend as chosen once for the proxy: for the local engine its
+            # server starts on the first connect, off the event loop.
+            session = UpstreamSession(
+                self.config,
+                backend=self.backend,
+                finish_timeout=self.finish_timeout,
+            )
+        except SonioxWidgetError as exc:  # the proxy's own setup, not the client's fault
+            logger.error("cannot open an upstream session: %s", exc)
+            await _send_error(ws, 500, str(exc))
+            return
+        # Sends the 408 and closes the connection, which ends the pending recv().
+        watchdog = IdleWatchdog(self.idle_timeout, lambda: _send_error(
+            ws, 408, f"no audio or keepalive from the client for {self.idle_timeout:g} s; "
+            "the session was closed"))
         relay = asyncio.create_task(self._relay(ws, session))
+        watchdog.start()
         try:
             session.start()
-            await self._forward(ws, session, relay)
-            await relay
+            await self._forward(ws, session, relay, watchdog)
+            watchdog.stop()  # the client ended its stream: now it only listens
+            if not watchdog.expired:
+                await relay
         except ConnectionClosed:
-            logger.info("proxy client went away before the session finished")
+            # Also how _forward learns that the relay or the watchdog closed the connection.
+            if not relay.done() and not watchdog.expired:
+                logger.info("proxy client went away before the session finished")
         except _ClientError as exc:
+            watchdog.stop()
             await _send_error(ws, 400, str(exc))
+        except Exception:
+            watchdog.stop()
+            logger.exception("proxy session crashed")
+            await _send_error(ws, 500, "internal error in the proxy")
         finally:
+            await watchdog.aclose()
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await relay
@@ -178,47 +220,48 @@ class ProxyServer(WebSocketService):
                 await ws.close()
 
     async def _forward(self, ws: ServerConnection, session: UpstreamSession,
-                       relay: asyncio.Task[None]) -> None:
-        """Client → upstream, until the client ends the stream (or the relay stops)."""
+                       relay: asyncio.Task[None], watchdog: IdleWatchdog) -> None:
+        """Client → upstream, until the client ends the stream.
+
+        No task per message: when the session ends otherwise (the upstream finished or
+        failed, or the client went silent), the relay or the watchdog closes the
+        connection, and ``recv()`` raises ``ConnectionClosed`` (after any frames
+        already queued, which are dropped).
+        """
         while True:
-            message = await recv_unless(ws, relay)
-            if message is NOTHING or session.error is not None:
+            frame = await ws.recv()
+            if relay.done() or watchdog.expired or session.error is not None:
                 return
-            if isinstance(message, bytes):
-                if not message:
+            watchdog.touch()  # a keepalive needs nothing more than this
+            try:
+                message = parse_client_message(frame)
+            except ProtocolError as exc:
+                raise _ClientError(str(exc)) from None
+            try:
+                if isinstance(message, AudioFrame):
+                    if len(message.data) > self.max_frame_bytes:
+                        raise _ClientError(
+                            f"audio frame of {len(message.data)} bytes is over the "
+                            f"{self.max_frame_bytes}-byte limit; send smaller chunks "
+                            "(e.g. MediaRecorder.start(120))"
+                        )
+                    session.send_audio(message.data)
+                elif isinstance(message, FinalizeRequest):
+                    session.finalize(message.trailing_silence_ms)
+                elif isinstance(message, EndOfStream):
                     session.end()
                     return
-                if len(message) > self.max_frame_bytes:
-                    raise _ClientError(
-                        f"audio frame of {len(message)} bytes is over the "
-                        f"{self.max_frame_bytes}-byte limit; send smaller chunks "
-                        "(e.g. MediaRecorder.start(120))"
-                    )
-                session.send_audio(message)
-            elif message == "":
-                session.end()
-                return
-            else:
-                self._control(session, message)
-
-    def _control(self, session: UpstreamSession, message: str) -> None:
-        try:
-            data = json.loads(message)
-        except ValueError:
-            data = None
-        kind = data.get("type") if isinstance(data, dict) else None
-        if kind == "finalize":
-            session.finalize(data.get("trailing_silence_ms"))
-        elif kind == "keepalive":
-            pass  # the upstream session sends its own keepalives while idle
-        else:
-            raise _ClientError(
-                "text frames must be empty (end of stream) or a JSON control message "
-                "({\"type\": \"finalize\"}); send audio as binary frames"
-            )
+                # KeepaliveMessage: the upstream session sends its own keepalives
+            except ConfigError as exc:
+                raise _ClientError(str(exc)) from None
+            except SonioxError:
+                return  # the session failed or closed: the relay reports why
 
     async def _relay(self, ws: ServerConnection, session: UpstreamSession) -> None:
-        """Upstream → client: every reply as JSON; a failure as error_code/error_message."""
+        """Upstream → client: every reply as JSON; a failure as error_code/error_message.
+
+        Closes the connection when the session ends, either way.
+        """
         try:
             async for reply in session.replies():
                 await ws.send(reply.dumps())
@@ -226,6 +269,9 @@ class ProxyServer(WebSocketService):
             await _send_error(ws, exc.error_code, str(exc))
         except ConnectionClosed:
             return
+        except Exception:
+            logger.exception("proxy relay crashed")
+            await _send_error(ws, 500, "internal error in the proxy")
         with contextlib.suppress(ConnectionClosed):
             await ws.close()
 
@@ -236,5 +282,5 @@ class _ClientError(Exception):
 
 async def _send_error(ws: ServerConnection, code: int | None, message: str) -> None:
     with contextlib.suppress(ConnectionClosed):
-        await ws.send(json.dumps({"error_code": code, "error_message": message}))
+        await ws.send(Reply(error_code=code, error_message=message).dumps())
         await ws.close()

@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -73,6 +74,82 @@ async def test_non_binary_frame_gets_a_json_error(proxy, local_server, no_task_l
     await asyncio.wait_for(local_server.sessions[0].done.wait(), 5)
     assert local_server.sessions[0].client_went_away  # upstream was closed, not left open
     await no_task_leaks()
+
+
+@pytest.mark.parametrize(("frame", "words"), [
+    ('{"type": "finalize", "trailing_silence_ms": -5}', "non-negative integer"),
+    ('{"type": "stop"}', "unknown control message type 'stop'"),
+    ("{not json", "not valid JSON"),
+    ("[" * 200_000, "text message"),
+    ('{"type": ' * 100 + "1" + "}" * 100, "nested too deeply"),
+])
+async def test_bad_control_frame_gets_a_400_and_a_clean_close(proxy, local_server, frame,
+                                                               words, caplog, no_task_leaks):
+    async with connect(proxy.ws_url) as ws:
+        await ws.send(AUDIO[:300])
+        await ws.send(frame)
+        replies = [json.loads(m) async for m in ws]  # ends when the proxy closes
+        assert ws.close_code == 1000
+    assert replies[-1]["error_code"] == 400
+    assert words in replies[-1]["error_message"]
+    await asyncio.wait_for(local_server.sessions[0].done.wait(), 5)
+    assert local_server.sessions[0].client_went_away  # upstream was closed, not left open
+    assert local_server.sessions[0].finalize_requests == 0
+    # Nothing escaped the handler (websockets logs "connection handler failed").
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    await no_task_leaks()
+
+
+async def test_idle_client_gets_a_408_and_its_upstream_session_is_closed(local_server,
+                                                                         no_task_leaks):
+    async with ProxyServer(backend_for(local_server.url), port=0,
+                           idle_timeout=0.3) as proxy:
+        async with connect(proxy.ws_url) as ws:
+            await ws.send(AUDIO[:300])
+            # Then silence: the only way this loop ends is the proxy closing the connection.
+            replies = await asyncio.wait_for(_all_replies(ws), 10)
+    assert replies[-1] == {
+        "error_code": 408,
+        "error_message": "no audio or keepalive from the client for 0.3 s; "
+                         "the session was closed",
+    }
+    assert len(local_server.sessions) == 1
+    await asyncio.wait_for(local_server.sessions[0].done.wait(), 5)
+    assert local_server.sessions[0].client_went_away
+    await no_task_leaks()
+
+
+async def test_client_that_sends_only_keepalives_is_not_closed(local_server, engine,
+                                                              no_task_leaks):
+    async with ProxyServer(backend_for(local_server.url), port=0,
+                           idle_timeout=0.5) as proxy:
+        async with connect(proxy.ws_url) as ws:
+            await ws.send(AUDIO[:300])
+            for _ in range(12):  # 1.2 s of keepalives: well past the idle timeout
+                await ws.send('{"type": "keepalive"}')
+                await asyncio.sleep(0.1)
+            await ws.send(AUDIO[300:600])
+            await ws.send("")
+            replies = await asyncio.wait_for(_all_replies(ws), 10)
+    assert not any("error_code" in r for r in replies), replies
+    assert replies[-1]["finished"] is True
+    final = "".join(t["text"] for r in replies for t in r.get("tokens", []) if t["is_final"])
+    assert final == engine.text_for(AUDIO[:600])
+    assert local_server.sessions[0].audio_bytes == 600
+    await no_task_leaks()
+
+
+def test_idle_timeout_is_a_cli_option():
+    from soniox_widget.proxy.__main__ import parse_args
+
+    assert parse_args([]).idle_timeout == 30.0
+    assert parse_args(["--idle-timeout", "2.5"]).idle_timeout == 2.5
+    with pytest.raises(SystemExit):
+        parse_args(["--idle-timeout", "-1"])
+
+
+async def _all_replies(ws) -> list[dict]:
+    return [json.loads(m) async for m in ws]
 
 
 async def test_oversize_frame_gets_a_json_error(local_server, no_task_leaks):

@@ -9,7 +9,10 @@ const errorEl = document.getElementById("error");
 const statusEl = document.getElementById("status");
 
 const state = { phase: "idle", ws: null, recorder: null, stream: null, finalText: "",
-  queue: [], finished: false, failed: false };
+  queue: [], finished: false, failed: false, keepalive: 0 };
+// The proxy closes a client that sends nothing for a while (30 s by default), and the
+// socket opens before the microphone is granted: a keepalive covers a slow prompt.
+const KEEPALIVE_MS = 10000;
 
 function show(phase, status) {
   state.phase = phase;
@@ -29,6 +32,8 @@ function fail(message) {
 }
 
 function release() {
+  clearInterval(state.keepalive);
+  state.keepalive = 0;
   if (state.recorder && state.recorder.state !== "inactive") {
     state.recorder.ondataavailable = null;
     state.recorder.onstop = null;
@@ -75,6 +80,7 @@ function onReply(event) {
   nonfinalEl.textContent = nonfinal;
   if (reply.finished) {
     state.finished = true;
+    release();
     nonfinalEl.textContent = "";
     show("idle", "Done");
   }
@@ -91,6 +97,9 @@ async function start() {
   ws.binaryType = "arraybuffer";
   state.ws = ws;
   ws.onopen = flush;
+  state.keepalive = setInterval(() => {
+    if (ws.readyState === WebSocket.OPEN && !state.finished) ws.send('{"type":"keepalive"}');
+  }, KEEPALIVE_MS);
   ws.onmessage = onReply;
   ws.onerror = () => fail("Cannot reach the proxy server. Is it still running?");
   ws.onclose = (event) => {
@@ -126,6 +135,7 @@ async function start() {
   };
   recorder.onstop = () => {
     chain.then(() => {
+      clearInterval(state.keepalive); // nothing may follow the end of stream
       sendFrame(""); // end of stream
       if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
       state.stream = null;
