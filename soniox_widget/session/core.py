@@ -91,6 +91,8 @@ class ReconnectPolicy:
     ``max_reconnects``-th drop of one session (each new connection is a new,
     billed Soniox session: a service that keeps failing must not cause a storm).
     ``max_resend_seconds`` bounds the not-yet-final raw audio kept for resending.
+    A new connection counts as working once it makes a word final or has stayed up
+    ``stable_after`` seconds (a paused session makes no words, but holds).
     """
 
     max_attempts: int = 3
@@ -99,6 +101,7 @@ class ReconnectPolicy:
     window: float = 30.0
     max_resend_seconds: float = 60.0
     max_reconnects: int = 10
+    stable_after: float = 10.0
 
     def delay(self, attempt: int) -> float:
         return min(self.max_delay, self.base_delay * 2 ** max(0, attempt - 1))
@@ -169,10 +172,15 @@ _LIVE = (SessionState.STREAMING, SessionState.PAUSED, SessionState.FINISHING)
 _NOT_CONNECTED = (SessionState.NEW, SessionState.CONNECTING, SessionState.RECONNECTING)
 
 
-def _spaced(ch: str) -> bool:
-    """Scripts that separate words with spaces (not CJK, Thai, ...); punctuation
-    never takes a space before it."""
-    return (ch.isalnum() and ord(ch) < 0x0E00) or ch in "\"(¿¡"
+#: Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, kana,
+#: CJK ideographs, full-width forms); Hangul is not among them.
+_UNSPACED = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3000, 0x30FF),
+             (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF00, 0xFFEF))
+
+
+def _unspaced(ch: str) -> bool:
+    code = ord(ch)
+    return any(lo <= code <= hi for lo, hi in _UNSPACED)
 
 
 def _shift(tok: Token, offset: int) -> Token:
@@ -234,7 +242,8 @@ class SessionCore:
         self._last_sent = 0.0
         # Reconnecting
         self._attempts = 0            # failed attempts since the last working connection
-        self._proven = True           # the current connection has made words final
+        self._proven = True           # the current connection works (words or time)
+        self._connected_at = 0.0
         self._last_error: SonioxError | None = None
         self._drop_at: float | None = None
         self._retry_at: float | None = None
@@ -391,7 +400,8 @@ class SessionCore:
             self._proven = False
             logger.info("reconnected to %s (attempt %d); resending from %d ms",
                         self.where, self._attempts + 1, self._offset_ms)
-        self._drop_at = self._retry_at = None
+        self._connected_at = now
+        self._retry_at = None  # the window still counts from the drop until it works
         target = self._return_to if not self._end_requested else SessionState.FINISHING
         actions += self._set_state(target)
         while self._pending:
@@ -555,8 +565,7 @@ class SessionCore:
         if self._raw is not None:
             self._raw.trim_to(self._final_ms)
         if not self._proven and progressed:
-            self._proven = True  # the new connection works: a later drop starts afresh
-            self._attempts = 0
+            self._prove()
         shifted = Reply(tuple(tokens), final_ms, total_ms, reply.finished, extra=reply.extra)
         actions: list[Action] = [DeliverReply(shifted)]
         if reply.finished:
@@ -566,13 +575,19 @@ class SessionCore:
             actions += [CloseConnection(self._conn), SessionOver(None)]
         return actions
 
+    def _prove(self) -> None:
+        """The new connection works: a later drop starts afresh."""
+        self._proven = True
+        self._attempts = 0
+        self._drop_at = None
+        self._last_error = None
+
     def _join(self, tok: Token) -> Token:
         """A new connection's first word has no leading space (it starts a session);
         after a resume it continues the text, so give it one where words are spaced."""
-        first = tok.text[:1]
-        if (first and not first.isspace() and self._last_char
-                and not self._last_char.isspace() and _spaced(first)
-                and _spaced(self._last_char)):
+        first, last = tok.text[:1], self._last_char
+        if (first and last and not last.isspace() and not _unspaced(last)
+                and (first.isalnum() or first in "\"(¿¡") and not _unspaced(first)):
             return replace(tok, text=" " + tok.text)
         return tok
 
@@ -599,6 +614,8 @@ class SessionCore:
             self._return_to = SessionState.FINISHING if self._end_requested else (
                 self.state if self.state in (SessionState.STREAMING, SessionState.PAUSED)
                 else SessionState.STREAMING)
+        if not self._proven and now - self._connected_at >= self.policy.stable_after:
+            self._prove()
         if self._proven:
             self._drop_at, self._attempts = now, 0
         else:
