@@ -43,6 +43,7 @@ from .session.core import (
     DeliverReply,
     EndTranscoder,
     FeedTranscoder,
+    MarkTranscoder,
     OpenConnection,
     ReconnectPolicy,
     SendFrame,
@@ -329,6 +330,9 @@ class UpstreamSession:
             elif isinstance(action, FeedTranscoder):
                 if self._transcoder is not None:
                     self._transcoder.feed(action.data)
+            elif isinstance(action, MarkTranscoder):
+                if self._transcoder is not None:
+                    self._transcoder.mark(action.request)
             elif isinstance(action, EndTranscoder):
                 if self._transcoder is not None:
                     self._transcoder.close_input()
@@ -467,6 +471,7 @@ class UpstreamSession:
         self._transcoder = PcmTranscoder(
             self._loop, action.skip_ms,
             on_pcm=lambda pcm: self._handle(self._core.transcoded(pcm, self._now())),
+            on_mark=lambda req: self._handle(self._core.transcoder_mark(req, self._now())),
             on_end=lambda err: self._handle(self._core.transcoder_finished(err, self._now())),
         )
         self._transcoder.feed(action.container)

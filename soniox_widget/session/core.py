@@ -149,6 +149,14 @@ class FeedTranscoder:
 
 
 @dataclass(frozen=True)
+class MarkTranscoder:
+    """Give ``request`` back through :meth:`SessionCore.transcoder_mark` once the audio
+    fed before it has come out as PCM (so a finalize covers that audio)."""
+
+    request: FinalizeRequest
+
+
+@dataclass(frozen=True)
 class EndTranscoder:
     pass
 
@@ -166,7 +174,7 @@ class SessionOver:
 
 
 Action = (OpenConnection | SendFrame | CloseConnection | DeliverReply | StartTranscoding
-          | FeedTranscoder | EndTranscoder | StateChanged | SessionOver)
+          | FeedTranscoder | MarkTranscoder | EndTranscoder | StateChanged | SessionOver)
 
 _LIVE = (SessionState.STREAMING, SessionState.PAUSED, SessionState.FINISHING)
 _NOT_CONNECTED = (SessionState.NEW, SessionState.CONNECTING, SessionState.RECONNECTING)
@@ -257,6 +265,7 @@ class SessionCore:
         # What may be resent
         self._transcoding = False     # container audio → PCM after a drop
         self._transcoder_done = False
+        self._transcoder_input_closed = False
         self._raw: RawLedger | None = None
         self._container: ContainerLedger | None = None
         max_ms = int(reconnect.max_resend_seconds * 1000)
@@ -343,6 +352,20 @@ class SessionCore:
     def finalize(self, trailing_silence_ms: int | None, now: float) -> list[Action]:
         self._check_accepting("finalize")
         request = FinalizeRequest(trailing_silence_ms)
+        if self._transcoding and not self._transcoder_input_closed:
+            return [MarkTranscoder(request)]  # behind the audio still being decoded
+        return self._queue_finalize(request, now)
+
+    def transcoder_mark(self, request: FinalizeRequest, now: float) -> list[Action]:
+        """A finalize comes out of the transcoder, after the audio given before it."""
+        if self.state.is_over:
+            return []
+        return self._queue_finalize(request, now)
+
+    def _queue_finalize(self, request: FinalizeRequest, now: float) -> list[Action]:
+        if self._pending:
+            self._pending.append(request)
+            return []
         if self._conn_open and self.state in _LIVE:
             self._fin_outstanding.append(request)
             return [self._send(request, now)]
@@ -370,9 +393,7 @@ class SessionCore:
         if self._end_requested or self.state.is_over:
             return []
         self._end_requested = True
-        actions: list[Action] = []
-        if self._transcoding:
-            actions.append(EndTranscoder())
+        actions: list[Action] = self._end_transcoder()
         if self.state in _NOT_CONNECTED:
             self._return_to = SessionState.FINISHING
         else:
@@ -575,6 +596,12 @@ class SessionCore:
             actions += [CloseConnection(self._conn), SessionOver(None)]
         return actions
 
+    def _end_transcoder(self) -> list[Action]:
+        if not self._transcoding or self._transcoder_input_closed:
+            return []
+        self._transcoder_input_closed = True
+        return [EndTranscoder()]
+
     def _prove(self) -> None:
         """The new connection works: a later drop starts afresh."""
         self._proven = True
@@ -653,10 +680,10 @@ class SessionCore:
                 audio_format=PCM_FORMAT, sample_rate=PCM_RATE, num_channels=PCM_CHANNELS)
             actions.append(StartTranscoding(self._container.all(), resume_ms))
             self._container = None
-            # The PCM will queue behind these; a finalize then covers all resent audio.
-            self._pending.extend(requests)
+            # Unanswered finalizes go through the transcoder, behind the audio they cover.
+            actions += [MarkTranscoder(r) for r in requests]
             if self._end_requested:
-                actions.append(EndTranscoder())
+                actions += self._end_transcoder()
         actions += self._set_state(SessionState.RECONNECTING)
         return actions + self._plan_retry(now)
 
@@ -695,7 +722,6 @@ class SessionCore:
         self._pending.clear()
         self._container = None
         self._raw = None
-        if self._transcoding:
-            actions.append(EndTranscoder())
+        actions += self._end_transcoder()
         actions += self._set_state(SessionState.FAILED)
         return [*actions, SessionOver(error)]

@@ -5,67 +5,122 @@ the recording is decoded from its first byte with PyAV on a worker thread, the
 audio before the resume point is skipped, and what follows is handed to the
 event loop as PCM bytes, in order. Live chunks that arrive later are fed to the
 same decoder, so the resumed session continues seamlessly.
+
+A *mark* (a finalize request) placed between chunks comes back out between the
+PCM of the audio before it and the PCM of the audio after it, so a finalize never
+overtakes audio that is still being decoded: a mark is released once the
+demuxer reads a packet that starts at or after the mark's byte position (every
+packet before it is decoded by then), or when the input ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 
-import numpy as np
-
-from ..audio.decoder import SAMPLE_RATE, StreamingDecoder
+from ..audio.decoder import _FeedReader
 from .ledger import PCM_RATE
 
-assert SAMPLE_RATE == PCM_RATE
+logger = logging.getLogger(__name__)
 
 
 class PcmTranscoder:
-    """Decode container bytes to PCM; callbacks run on ``loop``.
+    """Decode container bytes to PCM; every callback runs on ``loop``, in order.
 
     Args:
         skip_ms: recording time to skip (already final upstream).
-        on_pcm: receives s16le bytes, in order.
+        on_pcm: receives s16le bytes.
+        on_mark: receives each mark, at its place in the audio.
         on_end: called once with None, or a message saying why decoding failed.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, skip_ms: int,
-                 on_pcm: Callable[[bytes], None],
+                 on_pcm: Callable[[bytes], None], on_mark: Callable[[Any], None],
                  on_end: Callable[[str | None], None]) -> None:
         self._loop = loop
         self._skip = skip_ms * PCM_RATE // 1000
         self._on_pcm = on_pcm
+        self._on_mark = on_mark
         self._on_end = on_end
+        self._reader = _FeedReader()
+        self._fed = 0
+        self._marks: deque[tuple[int, Any]] = deque()
+        self._lock = threading.Lock()
         self._closed = False
-        self._decoder = StreamingDecoder(self._decoded, self._ended)
+        self._thread = threading.Thread(target=self._run, name="soniox-transcoder",
+                                        daemon=True)
+        self._thread.start()
 
     def feed(self, data: bytes) -> None:
         if not self._closed:
-            self._decoder.feed(data)
+            with self._lock:
+                self._fed += len(data)
+            self._reader.feed(data)
+
+    def mark(self, item: Any) -> None:
+        """Pass ``item`` to ``on_mark`` once all audio fed so far is out as PCM."""
+        with self._lock:
+            self._marks.append((self._fed, item))
 
     def close_input(self) -> None:
-        self._decoder.close_input()
+        self._reader.close_input()
 
     def abort(self) -> None:
         """Stop now (the session is over); bounded wait for the thread."""
         self._closed = True
-        self._decoder.abort(timeout=2.0)
+        self._reader.abort()
+        self._thread.join(2.0)
 
     # -- on the decoder's thread ----------------------------------------------------
 
-    def _decoded(self, samples: np.ndarray) -> None:
+    def _run(self) -> None:
+        import av
+
+        error: str | None = None
+        try:
+            with av.open(self._reader, mode="r", options={"probesize": "32768"}) as container:
+                if not container.streams.audio:
+                    raise ValueError("the data has no audio stream")
+                stream = container.streams.audio[0]
+                resampler = av.AudioResampler(format="s16", layout="mono", rate=PCM_RATE)
+                for packet in container.demux(stream):
+                    if self._closed:
+                        break
+                    if packet.pos is not None and packet.pos >= 0:
+                        self._release_marks(packet.pos)
+                    for frame in packet.decode():
+                        for out in resampler.resample(frame):
+                            self._emit(out.to_ndarray().tobytes())
+                if not self._closed:
+                    for out in resampler.resample(None):
+                        self._emit(out.to_ndarray().tobytes())
+        except Exception as exc:
+            if not self._closed:
+                error = f"{type(exc).__name__}: {exc}"
+        self._release_marks(None)
+        self._call(self._on_end, error)
+
+    def _emit(self, pcm: bytes) -> None:
         if self._skip:
-            cut = min(self._skip, len(samples))
-            samples = samples[cut:]
-            self._skip -= cut
-        if len(samples):
-            pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+            cut = min(self._skip * 2, len(pcm))
+            pcm = pcm[cut:]
+            self._skip -= cut // 2
+        if pcm:
             self._call(self._on_pcm, pcm)
 
-    def _ended(self, error: Exception | None) -> None:
-        self._call(self._on_end, None if error is None else str(error))
+    def _release_marks(self, upto: int | None) -> None:
+        while True:
+            with self._lock:
+                if not self._marks or (upto is not None and self._marks[0][0] > upto):
+                    return
+                _, item = self._marks.popleft()
+            self._call(self._on_mark, item)
 
-    def _call(self, fn: Callable[[object], None], arg: object) -> None:
+    def _call(self, fn: Callable[[Any], None], arg: Any) -> None:
         if self._closed or self._loop.is_closed():
             return
         try:
@@ -73,6 +128,6 @@ class PcmTranscoder:
         except RuntimeError:  # the loop closed meanwhile
             pass
 
-    def _deliver(self, fn: Callable[[object], None], arg: object) -> None:
+    def _deliver(self, fn: Callable[[Any], None], arg: Any) -> None:
         if not self._closed:
             fn(arg)

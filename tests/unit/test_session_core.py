@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from soniox_widget.config import SonioxConfig
 from soniox_widget.errors import SonioxError
-from soniox_widget.protocol import FIN_TOKEN, KEEPALIVE_MESSAGE, finalize_message
+from soniox_widget.protocol import FIN_TOKEN, KEEPALIVE_MESSAGE, FinalizeRequest, finalize_message
 from soniox_widget.session import NO_RECONNECT, ReconnectPolicy, SessionCore, SessionState
 from soniox_widget.session.core import (
     MAX_FRAME_BYTES,
@@ -23,6 +23,7 @@ from soniox_widget.session.core import (
     DeliverReply,
     EndTranscoder,
     FeedTranscoder,
+    MarkTranscoder,
     OpenConnection,
     SendFrame,
     SessionOver,
@@ -942,32 +943,29 @@ def test_a_second_drop_while_transcoding_resends_pcm_from_the_final_position():
     assert sent(actions) == [start_frame(PCM_CONFIG), pcm(200, 500)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core.py bug: after a container drop an unanswered finalize is queued *before* the "
-    "transcoded PCM it was meant to cover (_drop: 'The PCM will queue behind these'), so "
-    "the new connection gets the finalize first and answers <fin> while the resent words "
-    "are still not final"))
 def test_an_unanswered_finalize_follows_the_resent_container_audio():
     core = container_core()
     core.audio(b"HEADERdata", 1.0)
-    core.finalize(None, 1.5)
-    drop(core, 2.0)
+    core.finalize(None, 1.5)           # sent on connection 1, never answered
+    actions = drop(core, 2.0)
+    (mark,) = of(actions, MarkTranscoder)  # goes through the transcoder, behind the audio
+    assert of(actions, StartTranscoding) and mark.request == FinalizeRequest(None)
     core.transcoded(pcm(300), 2.1)
+    assert core.transcoder_mark(mark.request, 2.15) == []  # not connected yet: queued
     _, actions = reconnect(core, 2.2)
     assert sent(actions) == [start_frame(PCM_CONFIG), pcm(300), finalize_message()]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core.py bug: while transcoding, finalize() is sent at once, ahead of the PCM of audio "
-    "the user gave before it (that audio is still in the transcoder), so the server's <fin> "
-    "does not cover it"))
 def test_a_finalize_while_transcoding_does_not_overtake_audio_in_the_transcoder():
     core = container_core()
     core.audio(b"HEADERdata", 1.0)
     drop(core, 2.0)
     reconnect(core, 2.0)
     assert core.audio(b"more", 3.0) == [FeedTranscoder(b"more")]
-    assert finalize_message() not in sent(core.finalize(None, 3.1))
+    actions = core.finalize(None, 3.1)
+    assert actions == [MarkTranscoder(FinalizeRequest(None))]  # nothing sent yet
+    core.transcoded(pcm(50), 3.2)                              # the audio before it ...
+    assert sent(core.transcoder_mark(FinalizeRequest(None), 3.3)) == [finalize_message()]
 
 
 def test_a_container_recording_too_large_to_keep_cannot_be_resumed():
@@ -1152,13 +1150,15 @@ class Driver:
         self.transcoder_pos = 0          # recording ms of the next decoded byte
         self.transcoder_ended = False
         self.transcoder_done = False
+        self.transcoder_in = 0           # bytes given to the transcoder
+        self.transcoder_out = 0          # bytes it has decoded
+        self.marks: list[tuple[int, FinalizeRequest]] = []  # (input position, request)
         self.starts = 0
         self.opens = 0
         self.state = S.NEW               # as the StateChanged actions told it
         self.finalizes: list[int] = []   # recording ms at each finalize not yet answered
-        # Off: container sessions send a finalize ahead of audio still in the transcoder
-        # (see the xfail tests on finalize and transcoding).
-        self.strict_container_finalize = False
+        # A finalize must cover every byte given before it, transcoded or not.
+        self.strict_container_finalize = True
 
     # -- carrying out actions --
 
@@ -1192,9 +1192,14 @@ class Driver:
                 assert action.skip_ms == self.final_ms
                 self.transcoder = bytearray(action.container[action.skip_ms:])
                 self.transcoder_pos = action.skip_ms
+                self.transcoder_in = len(self.transcoder)
             elif isinstance(action, FeedTranscoder):
                 assert self.transcoder is not None and not self.transcoder_ended
                 self.transcoder += action.data
+                self.transcoder_in += len(action.data)
+            elif isinstance(action, MarkTranscoder):
+                assert self.transcoder is not None and not self.transcoder_ended
+                self.marks.append((self.transcoder_in, action.request))
             elif isinstance(action, EndTranscoder):
                 assert self.transcoder is not None
                 self.transcoder_ended = True
@@ -1352,7 +1357,14 @@ class Driver:
         if chunk:
             self.call("transcoded", pcm(len(chunk), self.transcoder_pos))
             self.transcoder_pos += len(chunk)
-        elif self.transcoder_ended and not self.transcoder:  # all decoded: it ends
+            self.transcoder_out += len(chunk)
+        ending = not chunk and self.transcoder_ended and not self.transcoder
+        while self.marks and (ending or self.marks[0][0] <= self.transcoder_out):
+            if self.over:
+                self.marks.clear()
+                break
+            self.call("transcoder_mark", self.marks.pop(0)[1])
+        if ending:  # all decoded: it ends
             self.transcoder_done = True
             self.call("transcoder_finished", None)
 
