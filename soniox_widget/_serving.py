@@ -17,6 +17,8 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from ._deadline import DeadlineTimer
+
 logger = logging.getLogger(__name__)
 
 
@@ -100,7 +102,8 @@ class IdleWatchdog:
         self._on_expire = on_expire
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()
-        self._timer: asyncio.TimerHandle | None = None
+        self._watching = False
+        self._timer = DeadlineTimer(self._loop, self._due, self._check)
         self._expiry: asyncio.Task[None] | None = None
 
     @property
@@ -115,9 +118,9 @@ class IdleWatchdog:
     def start(self) -> None:
         """Start counting from now (no effect when disabled or already running)."""
         self.touch()
-        if self.enabled and self._timer is None and self._expiry is None:
-            assert self.timeout is not None
-            self._timer = self._loop.call_at(self._last + self.timeout, self._check)
+        if self.enabled and self._expiry is None:
+            self._watching = True
+            self._timer.arm()
 
     def touch(self) -> None:
         """The client is active now: the deadline moves to ``now + timeout``."""
@@ -125,9 +128,8 @@ class IdleWatchdog:
 
     def stop(self) -> None:
         """Stop watching (e.g. once the client ended its stream); idempotent."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._watching = False
+        self._timer.cancel()
 
     async def aclose(self) -> None:
         """Stop watching and wait for a running ``on_expire``; idempotent."""
@@ -144,13 +146,19 @@ class IdleWatchdog:
         if not task.cancelled() and task.exception() is not None:
             logger.warning("closing an idle connection failed: %r", task.exception())
 
-    def _check(self) -> None:
-        self._timer = None
-        assert self.timeout is not None
-        deadline = self._last + self.timeout
-        if self._loop.time() < deadline:
-            self._timer = self._loop.call_at(deadline, self._check)
+    def _due(self) -> float | None:
+        if not self._watching or self._expiry is not None or self.timeout is None:
+            return None
+        return self._last + self.timeout
+
+    def _check(self, now: float, _due: float) -> None:
+        due = self._due()
+        if due is None:
             return
+        if now < due:  # touched since: look again then
+            self._timer.arm()
+            return
+        self._watching = False
         self._expiry = self._loop.create_task(self._on_expire(), name="idle watchdog")
 
 

@@ -21,6 +21,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from ._deadline import DeadlineTimer
 from .errors import SonioxError
 from .protocol import Reply
 from .upstream import UpstreamSession
@@ -68,13 +69,12 @@ class Recording:
         self._loop = asyncio.get_running_loop()
         self._last_seen = self._loop.time()
         self._stop_due: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._deadline = DeadlineTimer(self._loop, self._due, self._fire)
         upstream.start()  # now, so what the source sends next finds it started
         self.task: asyncio.Task[None] = self._loop.create_task(
             self._run(), name=f"soniox-recording {session_id}")
         if self.from_view:
-            self._arm()
+            self._deadline.arm()
 
     @property
     def from_view(self) -> bool:
@@ -138,7 +138,7 @@ class Recording:
         if self.ended_by is None:
             self.ended_by = why
         self.resumed.set()
-        self._cancel_timer()
+        self._deadline.cancel()
         self.upstream.end()
 
     def request_stop(self) -> None:
@@ -146,7 +146,7 @@ class Recording:
         its last chunk and its stop; after that the upstream is ended from here."""
         if self._stop_due is None:
             self._stop_due = self._loop.time() + self.stop_grace
-            self._arm()
+            self._deadline.arm()
 
     def pause(self) -> None:
         self.seen()
@@ -164,7 +164,7 @@ class Recording:
 
     def cancel(self) -> None:
         """Stop everything now (the widget closes): the task closes the upstream."""
-        self._cancel_timer()
+        self._deadline.cancel()
         if not self.task.done():
             self.task.cancel()
 
@@ -187,7 +187,7 @@ class Recording:
         self._finish()
 
     def _finish(self) -> None:
-        self._cancel_timer()
+        self._deadline.cancel()
         if not self.done.is_set():
             self.done.set()
             self.resumed.set()
@@ -203,25 +203,10 @@ class Recording:
             times.append(self._stop_due)
         return min(times) if times else None
 
-    def _arm(self) -> None:
-        due = self._due()
-        if due is None or (self._timer is not None and self._timer_at <= due):
-            return
-        self._cancel_timer()
-        self._timer_at = due
-        self._timer = self._loop.call_at(due, self._fire)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _fire(self) -> None:
-        self._timer = None
-        now = self._loop.time()
+    def _fire(self, now: float, due: float) -> None:
         if self.ended:
             return
-        if now - self._timer_at > _LATE:
+        if now - due > _LATE:
             # The loop was blocked (a busy cell): the view's messages are still queued,
             # so their absence proves nothing. Look again once they had a chance.
             self._last_seen = max(self._last_seen, now)
@@ -237,4 +222,4 @@ class Recording:
                            "ending its session and keeping its words", self.view_grace)
             self.end("view_gone")
             return
-        self._arm()
+        self._deadline.arm()

@@ -32,6 +32,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from ._deadline import DeadlineTimer
 from .auth import APIKey
 from .backend import Backend, choose_backend
 from .config import SonioxConfig
@@ -128,8 +129,7 @@ class UpstreamSession:
         self._outgoing: dict[int, deque[str | bytes]] = {}
         self._wakeups: dict[int, asyncio.Event] = {}
         self._closers: set[asyncio.Task[None]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._deadline: DeadlineTimer | None = None
         self._transcoder: Any = None
         self._over = asyncio.Event()
         self._connected = asyncio.Event()
@@ -179,6 +179,9 @@ class UpstreamSession:
             raise SonioxError("this session was closed; start a new one", reason="closed")
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+            self._deadline = DeadlineTimer(
+                self._loop, self._core.next_deadline,
+                lambda now, _due: self._handle(self._core.tick(now)))
         self._handle(self._core.start(self._now()))
 
     async def __aenter__(self) -> UpstreamSession:
@@ -351,31 +354,13 @@ class UpstreamSession:
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
 
-    # -- the one timer ------------------------------------------------------------------
-
     def _arm_timer(self) -> None:
-        """Keep one timer at the core's next deadline. It is moved only when the deadline
-        comes earlier; a later deadline (each send pushes the keepalive back) is noticed
-        when the timer fires, so a busy stream costs no timer work per frame."""
-        if self._loop is None or self._core.state.is_over:
-            return
-        due = self._core.next_deadline()
-        if due is None or (self._timer_at is not None and self._timer_at <= due):
-            return
-        self._cancel_timer()
-        self._timer_at = due
-        self._timer = self._loop.call_at(due, self._on_timer)
+        if self._deadline is not None and not self._core.state.is_over:
+            self._deadline.arm()
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self._handle(self._core.tick(self._now()))
+        if self._deadline is not None:
+            self._deadline.cancel()
 
     # -- one connection -------------------------------------------------------------------
 
