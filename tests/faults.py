@@ -56,7 +56,9 @@ class FaultyRelay:
         server_to_client_bytes: bytes forwarded server → client, all connections.
         drops: connections cut by :meth:`drop` or :meth:`drop_after`.
         dropped: an :class:`asyncio.Event` set after each drop; ``clear()`` it to wait again.
-        holding: an :class:`asyncio.Event` set when :meth:`stall` holds back some bytes.
+        held_bytes: bytes read but held back by :meth:`stall` right now.
+        holding: an :class:`asyncio.Event` set when :meth:`stall` holds back some bytes;
+            ``clear()`` it to wait again.
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
@@ -105,6 +107,11 @@ class FaultyRelay:
 
     def url(self, path: str = "/transcribe-websocket") -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being relayed right now."""
+        return len(self._links)
 
     # -- faults ---------------------------------------------------------------------------
 

@@ -455,7 +455,8 @@ class SessionCore:
                 reason="protocol"))
         if reply.is_error:
             text = self._redact(reply.error_message or "")
-            err = SonioxError(f"Soniox error {reply.error_code}: {text}",
+            code = "" if reply.error_code is None else f" {reply.error_code}"
+            err = SonioxError(f"error{code} from {self.where}: {text}",
                               error_code=reply.error_code, error_message=text,
                               reason="service")
             self._last_error = err
