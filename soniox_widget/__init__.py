@@ -14,8 +14,11 @@ from .config import SonioxConfig
 from .errors import ConfigError, MissingAPIKeyError, SonioxError, SonioxWidgetError
 from .headless import transcribe_file, transcribe_file_async
 from .protocol import Reply, Token
+from .redaction import install_log_redaction
 from .transcript import Segment, Transcript, TranscriptDelta, TranscriptEvent
 from .upstream import UpstreamSession
+
+install_log_redaction()  # websockets logs handshake headers at DEBUG: mask credentials
 
 __version__ = "0.1.0"
 

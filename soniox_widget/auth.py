@@ -14,6 +14,7 @@ from pathlib import Path
 from dotenv import dotenv_values, find_dotenv
 
 from .errors import MissingAPIKeyError
+from .redaction import register_secret
 
 ENV_VAR = "SONIOX_API_KEY"
 
@@ -28,6 +29,7 @@ class APIKey:
             raise MissingAPIKeyError("The Soniox API key contains a line break; check for a stray "
                                      "newline where it was copied.")
         self._secret = secret.strip()
+        register_secret(self._secret)
 
     def authorization_header(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._secret}"}

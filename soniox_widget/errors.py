@@ -40,9 +40,14 @@ class SonioxError(SonioxWidgetError):
         error_message: str | None = None,
         reason: str | None = None,
     ) -> None:
+        # Whatever a server sent back (it may have echoed the key) is masked here,
+        # once, for the exception, the widget's error trait and the proxy's replies.
+        from .redaction import redact
+
+        message = redact(message)
         super().__init__(message)
         self.error_code = error_code
-        self.error_message = error_message if error_message is not None else message
+        self.error_message = redact(error_message) if error_message is not None else message
         self.reason = reason or ("service" if error_code is not None else "unknown")
 
     @property

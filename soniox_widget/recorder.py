@@ -44,6 +44,7 @@ from .errors import ConfigError, SonioxError, SonioxWidgetError
 from .headless import paced_chunks, read_audio_file
 from .protocol import Reply
 from .recording import PYTHON_VIEW, Recording
+from .redaction import redact
 from .session import SessionState
 from .transcript import Transcript, segments_of
 from .upstream import UpstreamSession
@@ -163,6 +164,11 @@ class SonioxRecorder(anywidget.AnyWidget):
         self._loop = _loop()
         self._resolve_backend()
         self.on_msg(self._receive_from_front_end)
+
+    @traitlets.validate("error")
+    def _redacted_error(self, proposal: Any) -> str:
+        # Saved with the notebook and shown in the page: never a secret.
+        return redact(proposal["value"])
 
     def __repr__(self) -> str:
         return (f"SonioxRecorder(status={self.status!r}, engine={self.engine_label!r}, "

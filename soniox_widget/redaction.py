@@ -1,0 +1,85 @@
+"""One redaction step for every text that may leave the process: errors, logs, replies.
+
+The API key lives in one :class:`~soniox_widget.auth.APIKey`, but copies of it can
+come back from elsewhere: a hostile or buggy server may echo it in an error
+message, and ``websockets`` logs the handshake headers (``Authorization: Bearer
+...``) at DEBUG level. So every secret the package holds is registered here, and
+:func:`redact` removes all of them, plus anything that looks like a credential
+header, from a text. It runs in :class:`~soniox_widget.errors.SonioxError` (so
+exception messages, the widget's ``error`` trait, saved notebooks and the proxy's
+error replies are clean) and in a logging filter on the ``websockets`` loggers
+and the package's own (so ``-v`` still shows the headers, masked).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+MASK = "***"
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+# "Authorization: Bearer x", "authorization=Token x", "'Authorization', 'Bearer x'"
+_HEADER = re.compile(
+    r"(?i)(authorization['\"]?\s*[:=,]\s*['\"]?)((?:bearer|token|basic)\s+)?[^\s'\",;]+")
+# Sec-WebSocket-Protocol: soniox-api-key, <key>
+_SUBPROTOCOL = re.compile(r"(?i)(soniox-api-key['\"]?\s*,\s*['\"]?)[^\s'\",;\]]+")
+# Query parameters named like credentials (the proxy's access token).
+_QUERY = re.compile(r"(?i)([?&](?:token|api_key|key)=)[^&\s'\"]+")
+
+
+def register_secret(secret: str) -> None:
+    """Mask ``secret`` wherever it appears from now on (keys, access tokens)."""
+    if secret and len(secret) >= 4:
+        with _lock:
+            _secrets.add(secret)
+
+
+def redact(text: object) -> str:
+    """``text`` with every registered secret and credential-like value masked."""
+    out = str(text)
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in out:
+            out = out.replace(secret, MASK)
+    out = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}{MASK}", out)
+    out = _SUBPROTOCOL.sub(lambda m: f"{m.group(1)}{MASK}", out)
+    return _QUERY.sub(lambda m: f"{m.group(1)}{MASK}", out)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a log record's message (and its arguments) before any handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is the handler's problem, not a leak
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+_FILTER = RedactingFilter()
+#: Loggers whose records may carry handshake headers or server texts. A filter on a
+#: logger sees only the records logged on that very logger, so each one is named.
+LOGGERS = (
+    "websockets", "websockets.client", "websockets.server",
+    "soniox_widget", "soniox_widget.upstream", "soniox_widget.session.core",
+    "soniox_widget.recorder", "soniox_widget.recording", "soniox_widget.local.server",
+    "soniox_widget.proxy.server", "soniox_widget._serving", "soniox_widget.headless",
+)
+
+
+def install_log_redaction() -> None:
+    """Put the filter on every logger that may see a secret (idempotent)."""
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -1,0 +1,170 @@
+"""The key is never written anywhere: logs at every level, errors, traits, replies.
+
+Sessions run through every front door (``UpstreamSession``, ``transcribe_file``, the
+widget, the proxy) against the local server requiring the key, with every logger at
+DEBUG (``websockets`` logs handshake headers there); then hostile stand-ins echo the
+key back in every place a server can put text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import wave
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Response
+
+from soniox_widget import SonioxError, UpstreamSession, transcribe_file_async
+from soniox_widget.backend import choose_backend
+from soniox_widget.local import LocalSonioxServer, ScriptedEngine
+from soniox_widget.proxy import ProxyServer
+from soniox_widget.recorder import SonioxRecorder
+from soniox_widget.session import NO_RECONNECT
+from tests import standin
+
+SECRET = "sk-test-7f3a9c1e5b2d4f6a8c0e"
+AUDIO = bytes(range(256)) * 10
+
+
+@pytest.fixture
+def all_debug(caplog):
+    caplog.set_level(logging.DEBUG)
+    for name in ("websockets", "websockets.client", "websockets.server"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    yield caplog
+    for name in ("websockets", "websockets.client", "websockets.server"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def assert_clean(caplog, *texts: object) -> None:
+    assert caplog.records, "nothing was logged: the scan would prove nothing"
+    for record in caplog.records:
+        assert SECRET not in record.getMessage(), record.name
+    assert SECRET not in caplog.text
+    for text in texts:
+        assert SECRET not in str(text) and SECRET not in repr(text)
+
+
+@pytest.fixture
+async def keyed_server():
+    async with LocalSonioxServer(ScriptedEngine(bytes_per_word=100), api_key=SECRET) as srv:
+        yield srv
+
+
+async def test_debug_logs_of_a_session_never_show_the_key(keyed_server, all_debug):
+    async with UpstreamSession(url=keyed_server.url, api_key=SECRET) as session:
+        session.send_audio(AUDIO)
+        session.end()
+        replies = [r async for r in session.replies()]
+    assert replies and keyed_server.sessions[0].authorized_by_header
+    # The handshake headers were logged, masked.
+    assert any("Authorization" in r.getMessage() for r in all_debug.records)
+    assert_clean(all_debug, session)
+
+
+async def test_transcribe_file_and_widget_logs_never_show_the_key(keyed_server, all_debug,
+                                                                  tmp_path):
+    path = tmp_path / "a.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(AUDIO)
+    t = await transcribe_file_async(path, url=keyed_server.url, api_key=SECRET)
+    rec = SonioxRecorder(url=keyed_server.url, api_key=SECRET)
+    rec.feed(AUDIO)
+    rec.stop()
+    await rec.wait_until_idle(timeout=10)
+    state = json.dumps(rec.get_state(), default=str)
+    rec.close()
+    assert t.final_text and rec.final_text
+    assert_clean(all_debug, state, rec)
+
+
+async def test_proxy_logs_never_show_the_key(keyed_server, all_debug):
+    backend = choose_backend(url=keyed_server.url, api_key=SECRET)
+    async with ProxyServer(backend, port=0) as proxy, connect(proxy.ws_url) as ws:
+        await ws.send(AUDIO)
+        await ws.send(b"")
+        replies = [json.loads(m) async for m in ws]
+    assert replies[-1].get("finished")
+    assert_clean(all_debug, replies)
+
+
+# -- hostile servers ---------------------------------------------------------------
+
+
+def echoes_key_in_error():
+    async def run(ws: ServerConnection) -> None:
+        auth = ws.request.headers.get("Authorization", "")
+        await standin.read_start(ws)
+        await ws.send(json.dumps({"error_code": 400, "error_message": f"bad key {auth}"}))
+        await ws.close()
+    return run
+
+
+def echoes_key_in_a_token():
+    async def run(ws: ServerConnection) -> None:
+        key = ws.request.headers.get("Authorization", "").split()[-1]
+        await standin.read_start(ws)
+        await ws.send(json.dumps({"tokens": [{"text": "x", "is_final": True,
+                                              "start_ms": key}]}))
+        async for _ in ws:
+            pass
+    return run
+
+
+def echoes_key_in_the_close_reason():
+    async def run(ws: ServerConnection) -> None:
+        key = ws.request.headers.get("Authorization", "").split()[-1]
+        await standin.read_start(ws)
+        await ws.close(4000, f"bye {key}")
+    return run
+
+
+def echoes_key_in_a_refused_handshake():
+    def refuse(connection: ServerConnection, request) -> Response:
+        auth = request.headers.get("Authorization", "")
+        return connection.respond(403, f"forbidden for {auth}\n")
+
+    async def run(ws: ServerConnection) -> None:
+        raise AssertionError("never runs")
+
+    run.process_request = refuse  # type: ignore[attr-defined]
+    return run
+
+
+@pytest.mark.parametrize("behaviour", [echoes_key_in_error, echoes_key_in_a_token,
+                                       echoes_key_in_the_close_reason,
+                                       echoes_key_in_a_refused_handshake])
+async def test_a_server_echoing_the_key_never_gets_it_shown(behaviour, all_debug):
+    async with standin.StandIn(behaviour()) as server:
+        # Straight through the session ...
+        async with UpstreamSession(url=server.url, api_key=SECRET,
+                                   reconnect=NO_RECONNECT) as session:
+            session.send_audio(AUDIO)
+            session.end()
+            with pytest.raises(SonioxError) as info:
+                async for _ in session.replies():
+                    pass
+        # ... through the widget (its error trait is saved with the notebook) ...
+        rec = SonioxRecorder(url=server.url, api_key=SECRET, reconnect=NO_RECONNECT)
+        rec.feed(AUDIO)
+        rec.stop()
+        with pytest.raises(SonioxError):
+            await rec.wait_until_idle(timeout=10)
+        assert rec.status == "error" and rec.error
+        state = json.dumps(rec.get_state(), default=str)
+        rec.close()
+        # ... and through the proxy, whose error reply goes to a browser.
+        backend = choose_backend(url=server.url, api_key=SECRET)
+        async with ProxyServer(backend, port=0) as proxy, connect(proxy.ws_url) as ws:
+            await ws.send(AUDIO)
+            await ws.send(b"")
+            replies = [m async for m in ws]
+    err = info.value
+    assert_clean(all_debug, err, err.error_message, err.to_json(), state, rec.error,
+                 replies)
