@@ -235,6 +235,11 @@ class SonioxRecorder(anywidget.AnyWidget):
     def _view_session_message(self, message: Any) -> None:
         rec = self._recording
         if rec is None or message.session != rec.id:
+            if rec is None and isinstance(message, (vm.Heartbeat, vm.Chunk)):
+                # In flight when the session ended (an error, a vanished view): expected.
+                logger.debug("late %s for session %r", type(message).__name__,
+                             message.session)
+                return
             raise ValueError(f"{type(message).__name__.lower()} message for session "
                              f"{message.session!r}, which is not recording (late or stray)")
         if isinstance(message, vm.Chunk):
