@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 0.1
 _FALLBACK_BYTES_PER_SECOND = 16_000  # 128 kb/s: a safe guess for compressed audio
+#: ``progress=None`` shows a bar for files longer than this (seconds of audio).
+PROGRESS_AFTER_SECONDS = 10.0
 
 
 def audio_duration(path: Path) -> float | None:
@@ -62,12 +64,14 @@ async def read_audio_file(file: Path) -> tuple[bytes, float | None]:
 
 
 async def paced_chunks(data: bytes, seconds: float | None, pace: bool,
-                       wait: Callable[[], Awaitable[object]] | None = None
+                       wait: Callable[[], Awaitable[object]] | None = None,
+                       on_progress: Callable[[int], None] | None = None,
                        ) -> AsyncIterator[bytes]:
     """The audio in pieces of ``CHUNK_SECONDS`` of sound, at real time when ``pace``.
 
     Without a known duration the bytes are paced as 128 kb/s audio. ``wait`` is
     awaited before each piece (a pause holds the file; the clock restarts after it).
+    ``on_progress`` gets the bytes handed out so far, after each piece is taken.
     """
     if not seconds:
         seconds = len(data) / _FALLBACK_BYTES_PER_SECOND
@@ -82,7 +86,10 @@ async def paced_chunks(data: bytes, seconds: float | None, pace: bool,
             paused_at = loop.time()
             await wait()
             began += loop.time() - paused_at
-        yield data[i : i + step]
+        piece = data[i : i + step]
+        yield piece
+        if on_progress is not None:
+            on_progress(i + len(piece))
         n += 1
         delay = began + n * CHUNK_SECONDS - loop.time() if pace else 0.0
         await asyncio.sleep(max(0.0, delay))
@@ -97,6 +104,7 @@ async def transcribe_file_async(
     realtime: bool | None = None,
     on_reply: Any = None,
     reconnect: ReconnectPolicy | None = None,
+    progress: bool | None = None,
     **options: Any,
 ) -> Transcript:
     """Stream a file through an upstream session and return its :class:`Transcript`.
@@ -111,6 +119,9 @@ async def transcribe_file_async(
         on_reply: optional callable receiving each :class:`~soniox_widget.protocol.Reply`.
         reconnect: what to do when the connection drops mid-file (default: reconnect
             up to 3 times and continue where the final words end).
+        progress: show a progress bar (``tqdm.auto``: a widget in a notebook, else on
+            stderr) of the audio sent: ``None`` (default) for files longer than
+            about 10 s, ``True`` always, ``False`` never.
         **options: :class:`SonioxConfig` options (language_hints=["en"], ...).
     """
     config = SonioxConfig.from_options(options)
@@ -118,28 +129,70 @@ async def transcribe_file_async(
     backend = choose_backend(engine, api_key=api_key, url=url, model=config.model)
     pace = backend.paces_realtime if realtime is None else realtime
     transcript = Transcript()
-    async with UpstreamSession(config, backend=backend, reconnect=reconnect) as session:
-        async def feed() -> None:
-            async for piece in paced_chunks(data, seconds, pace):
-                if session.state.is_over:
-                    return  # failed: replies() raises why
-                session.send_audio(piece)
-            session.end()
+    bar = _progress_bar(Path(path), data, seconds, progress)
+    try:
+        async with UpstreamSession(config, backend=backend, reconnect=reconnect) as session:
+            async def feed() -> None:
+                on_progress = bar.update_bytes if bar is not None else None
+                async for piece in paced_chunks(data, seconds, pace, on_progress=on_progress):
+                    if session.state.is_over:
+                        return  # failed: replies() raises why
+                    session.send_audio(piece)
+                session.end()
 
-        feeder = asyncio.create_task(feed())
-        try:
-            async for reply in session.replies():
-                transcript.apply(reply)
-                if on_reply is not None:
-                    on_reply(reply)
-        finally:
-            feeder.cancel()
-            await asyncio.gather(feeder, return_exceptions=True)
+            feeder = asyncio.create_task(feed())
+            try:
+                async for reply in session.replies():
+                    transcript.apply(reply)
+                    if on_reply is not None:
+                        on_reply(reply)
+            finally:
+                feeder.cancel()
+                await asyncio.gather(feeder, return_exceptions=True)
+    finally:
+        if bar is not None:
+            bar.close()
     return transcript
+
+
+class _ProgressBar:
+    """A tqdm bar of the audio sent: seconds when the duration is known, else bytes."""
+
+    def __init__(self, name: str, total_bytes: int, seconds: float | None) -> None:
+        from tqdm.auto import tqdm
+
+        self._total_bytes = total_bytes
+        self._seconds = seconds
+        if seconds:
+            self._bar = tqdm(total=seconds, desc=name, unit="s", leave=True,
+                             bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s of audio "
+                                        "[{elapsed}<{remaining}]")
+        else:
+            self._bar = tqdm(total=total_bytes, desc=name, unit="B", unit_scale=True,
+                             unit_divisor=1024, leave=True)
+
+    def update_bytes(self, sent: int) -> None:
+        done = sent / self._total_bytes * self._seconds if self._seconds else sent
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(file: Path, data: bytes, seconds: float | None,
+                  progress: bool | None) -> _ProgressBar | None:
+    if progress is None:
+        # Without a known duration, guess it as pacing does (128 kb/s).
+        length = seconds or len(data) / _FALLBACK_BYTES_PER_SECOND
+        progress = length > PROGRESS_AFTER_SECONDS
+    return _ProgressBar(file.name, len(data), seconds) if progress else None
 
 
 def transcribe_file(path: str | os.PathLike[str], **kwargs: Any) -> Transcript:
     """Blocking twin of :func:`transcribe_file_async`; safe inside a notebook cell.
+
+    Takes the same arguments (``progress=False`` hides the bar shown for files
+    longer than about 10 s).
 
     Example::
 

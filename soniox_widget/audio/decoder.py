@@ -3,7 +3,8 @@
 Container audio (the browser's streaming webm/opus, ogg, mp4/aac, wav, mp3, flac)
 is decoded *incrementally* with PyAV as bytes arrive: FFmpeg reads from a blocking
 file-like object fed by the socket, on a worker thread, so the event loop never
-waits on it. Raw PCM is converted directly with NumPy.
+waits on it. Raw PCM is converted with NumPy and resampled with FFmpeg's
+resampler (which filters out what would alias).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,31 +38,85 @@ class DecodeError(Exception):
     """The bytes are not audio in the declared format."""
 
 
-def resample_linear(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
-    if rate == target or len(samples) == 0:
-        return samples.astype(np.float32, copy=False)
-    n = round(len(samples) * target / rate)
-    x = np.linspace(0, len(samples) - 1, n)
-    return np.interp(x, np.arange(len(samples)), samples).astype(np.float32)
+class _StreamResampler:
+    """Mono float32 from ``rate`` to ``target``, fed in pieces, with FFmpeg's resampler.
+
+    libswresample low-passes before it decimates (a windowed-sinc filter), so a tone
+    above the target's Nyquist frequency is removed instead of folding back into the
+    band as aliasing (``np.interp`` folded it back). It is stateful: the output is the
+    same however the input is cut, and about 1 ms of it is held back until
+    :meth:`flush`.
+    """
+
+    def __init__(self, rate: int, target: int) -> None:
+        self.rate = rate
+        self.target = target
+        self._resampler: Any = None
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        samples = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
+        if self.rate == self.target or len(samples) == 0:
+            return samples
+        import av
+
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.target)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = self.rate
+        return _joined(self._resampler.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        """The held-back tail; the next :meth:`push` starts a fresh stream."""
+        if self._resampler is None:
+            return np.zeros(0, dtype=np.float32)
+        resampler, self._resampler = self._resampler, None
+        return _joined(resampler.resample(None))
+
+
+def _joined(frames: list[Any]) -> np.ndarray:
+    parts = [f.to_ndarray().reshape(-1) for f in frames]
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
+
+
+def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 ``samples`` at ``rate`` → float32 at ``target`` (anti-aliased)."""
+    resampler = _StreamResampler(rate, target)
+    head = resampler.push(samples)
+    tail = resampler.flush()
+    return np.concatenate([head, tail]) if len(tail) else head
 
 
 class RawPCMDecoder:
-    """Raw PCM of a known layout; keeps a partial frame between calls."""
+    """Raw PCM of a known layout → mono float32 at ``target_rate``, fed in pieces.
 
-    def __init__(self, audio_format: str, sample_rate: int, num_channels: int) -> None:
+    Keeps a partial frame between calls; the resampler holds back about 1 ms, which
+    :meth:`flush` returns at the end of the stream.
+    """
+
+    def __init__(self, audio_format: str, sample_rate: int, num_channels: int,
+                 target_rate: int = SAMPLE_RATE) -> None:
         if audio_format not in _RAW_DTYPES:
             raise DecodeError(
                 f"audio_format {audio_format!r} is not supported by the offline engine; "
                 f"use one of {', '.join(sorted(_RAW_DTYPES))} or a container format ('auto')"
             )
+        if not sample_rate or sample_rate <= 0 or not num_channels or num_channels <= 0:
+            raise DecodeError(
+                f"raw audio needs a positive sample rate and channel count, got "
+                f"sample_rate={sample_rate!r}, num_channels={num_channels!r}")
         self.dtype = np.dtype(_RAW_DTYPES[audio_format])
         self.rate = sample_rate
         self.channels = num_channels
         self.frame_bytes = self.dtype.itemsize * num_channels
         self.pending = b""
+        self._resampler = _StreamResampler(sample_rate, target_rate)
 
-    def decode(self, data: bytes) -> np.ndarray:
-        data = self.pending + data
+    def frames(self, data: bytes) -> np.ndarray:
+        """The whole frames in ``pending + data`` as a (frames, channels) float32 array
+        in [-1, 1], at the source rate; an incomplete last frame waits for more."""
+        data = self.pending + bytes(data)
         usable = len(data) - len(data) % self.frame_bytes
         self.pending = data[usable:]
         x = np.frombuffer(data[:usable], dtype=self.dtype).astype(np.float32)
@@ -68,8 +124,16 @@ class RawPCMDecoder:
             x -= 2 ** (8 * self.dtype.itemsize - 1)
         if self.dtype.kind in "iu":
             x /= 2 ** (8 * self.dtype.itemsize - 1)
-        x = x.reshape(-1, self.channels).mean(axis=1)
-        return resample_linear(x, self.rate)
+        return x.reshape(-1, self.channels)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        frames = self.frames(data)
+        mono = frames[:, 0] if self.channels == 1 else frames.mean(axis=1)
+        return self._resampler.push(mono)
+
+    def flush(self) -> np.ndarray:
+        """The resampler's held-back tail (call once, when the stream ends)."""
+        return self._resampler.flush()
 
 
 class _FeedReader:

@@ -226,6 +226,7 @@ class WhisperStream(EngineStream):
 
     async def end(self) -> None:
         if self._raw is not None:
+            self._on_audio(self._raw.flush())  # the resampler's last millisecond
             self._input_finished(None)
         elif self._decoder is not None:
             self._decoder.close_input()
