@@ -127,9 +127,9 @@ class AccessPolicy:
         parsed = split_host(host_header)
         if parsed is None:
             return False
-        name, port = parsed
-        if port is not None and self.port and port != self.port:
-            return False
+        # Only the name: a relay, an SSH tunnel or a container's port mapping shows the
+        # client another port, and rebinding is about names, not ports.
+        name, _port = parsed
         if _is_ip(name):
             return True  # rebinding needs a name it controls; an address is no name
         return name in self._own_hosts() or name in self._hosts
@@ -154,7 +154,16 @@ class AccessPolicy:
         return norm in self._origins or norm in self.own_origins()
 
     def check(self, headers) -> tuple[int, str] | None:
-        """None if the request may go on, else ``(status, body)`` to refuse it with."""
+        """None if the request may go on, else ``(status, body)`` to refuse it with.
+
+        ``headers`` is websockets' ``Headers`` (or a plain mapping). A request with two
+        ``Host`` or ``Origin`` headers is refused: which one counts would be a guess.
+        """
+        get_all = getattr(headers, "get_all", None)
+        if get_all is not None:
+            for name in ("Host", "Origin"):
+                if len(get_all(name)) > 1:
+                    return (400, f"more than one {name} header\n")
         if not self.host_allowed(headers.get("Host")):
             return (421, "this server does not answer to that Host name; open it at "
                          f"http://127.0.0.1:{self.port}/ or allow the name with --allow-host\n")

@@ -2,6 +2,13 @@
 
 Point any Soniox client at the printed URL (e.g. ``SONIOX_WS_URL=ws://127.0.0.1:PORT/
 transcribe-websocket``). The default engine is the offline recognizer.
+
+Python and SDK clients (which send no Origin) connect as they are; a web page must be
+allowed with ``--allow-origin https://app.example`` (any page the user has open could
+otherwise drive the engine). With ``--require-key``, clients send the key as Soniox
+takes it: the ``Authorization: Bearer`` header, the WebSocket subprotocols
+``soniox-api-key, <key>`` (browsers), or, until 15 January 2027, ``api_key`` in the
+start message.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import os
 import sys
 
 from .._serving import serve_until_signal
+from ..access import AccessPolicy
 from .server import LocalSonioxServer
 from .shared import LocalEngineUnavailable, default_engine
 
@@ -26,6 +34,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="port (default: PORT, else a free port)")
     parser.add_argument("--require-key", metavar="KEY_ENV", default=None,
                         help="require clients to send the key stored in this env variable")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="also accept browser connections from this origin, e.g. "
+                        "https://app.example (repeatable; '*' any; default: none, only "
+                        "clients that send no Origin)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="also answer to this Host name, e.g. a name behind a reverse "
+                        "proxy (repeatable; default: the bound address, loopback names and "
+                        "IP addresses)")
     parser.add_argument("--engine", choices=["whisper", "scripted"], default="whisper",
                         help="'whisper' (offline recognition, default) or 'scripted' "
                         "(deterministic words for testing clients; NOT transcription)")
@@ -44,7 +60,8 @@ async def serve(args: argparse.Namespace) -> None:
     key = os.environ.get(args.require_key) if args.require_key else None
     if args.require_key and not key:
         raise SystemExit(f"--require-key {args.require_key}: that variable is not set")
-    server = LocalSonioxServer(engine, host=args.host, port=args.port, api_key=key)
+    server = LocalSonioxServer(engine, host=args.host, port=args.port, api_key=key,
+                               allowed_origins=args.allow_origin, allowed_hosts=args.allow_host)
     try:
         await serve_until_signal(
             server, lambda: f"Soniox-compatible server ({engine.label}) listening on {server.url}")
@@ -54,6 +71,11 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    try:  # a bad --allow-origin/--allow-host fails here, before any engine loads
+        AccessPolicy(bind_host=args.host, allowed_hosts=args.allow_host,
+                     allowed_origins=args.allow_origin)
+    except ValueError as exc:
+        sys.exit(f"python -m soniox_widget.local: {exc}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

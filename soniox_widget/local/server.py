@@ -1,10 +1,30 @@
 """A Soniox-compatible real-time WebSocket server on 127.0.0.1.
 
 It speaks the same protocol as ``wss://stt-rt.soniox.com/transcribe-websocket``:
-same path, Bearer authentication, the same start-message validation with
+same path, the same ways to send the key, the same start-message validation with
 ``error_code``/``error_message`` replies, the same reply shapes, ``finalize``,
 ``keepalive`` and ``finished``. What turns audio into tokens is a pluggable
 :class:`~soniox_widget.local.engine.Engine`.
+
+Who may connect:
+
+* **Host and Origin** (:class:`~soniox_widget.access.AccessPolicy`): a web page the
+  user has open can reach 127.0.0.1 too. A handshake whose ``Host`` is a foreign name
+  (DNS rebinding) gets 421, one whose ``Origin`` is not allowed gets 403, before
+  anything else. Python and SDK clients send no ``Origin`` and are not affected;
+  browsers must be on an origin passed as ``allowed_origins``.
+* **The key** (only when the server has one), as Soniox takes it: the
+  ``Authorization: Bearer <key>`` header; the WebSocket subprotocols
+  ``["soniox-api-key", <key>]`` (browsers, which cannot set headers; the server
+  answers with the ``soniox-api-key`` subprotocol, never the key); or, until
+  :data:`START_MESSAGE_KEY_CUTOFF`, ``api_key`` in the start message. A key sent with
+  the connection is checked at the handshake (HTTP 401); a connection without one is
+  accepted and must send the key in its start message, else it gets a 401 error
+  reply. From the cut-off on, ``api_key`` in the start message is refused with a 400
+  and a connection without a key with HTTP 401.
+
+The key is never stored, echoed or logged: ``websockets``' own DEBUG log of the
+handshake headers and of incoming frames goes through :class:`SecretFreeLogger`.
 
 Example::
 
@@ -19,18 +39,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import http
 import logging
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, InvalidHeader
+from websockets.frames import DATA_OPCODES, Frame
+from websockets.headers import parse_subprotocol
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from .._serving import IdleWatchdog, WebSocketService
+from ..access import AccessPolicy
 from ..auth import APIKey
 from ..config import SonioxConfig
 from ..errors import ConfigError
@@ -54,13 +81,116 @@ logger = logging.getLogger(__name__)
 DEFAULT_IDLE_TIMEOUT = 20.0
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 
+#: The subprotocol that carries the key in a browser's WebSocket protocols list.
+KEY_SUBPROTOCOL = "soniox-api-key"
+
+#: From this day (UTC) Soniox refuses ``api_key`` in the start message.
+START_MESSAGE_KEY_CUTOFF = datetime.date(2027, 1, 15)
+_CUTOFF_TEXT = "15 January 2027"  # the same day, in words (no locale-dependent %B)
+
+_SEND_THE_KEY = ("send it with the connection: the Authorization: Bearer <key> header, or the "
+                 f"WebSocket subprotocols {KEY_SUBPROTOCOL}, <key>")
+
+KeyTransport = Literal["header", "subprotocol", "start_message"]
+
+
+def utc_today() -> datetime.date:
+    """Today's date in UTC (the server asks this when it sees a start-message key)."""
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+@dataclass(frozen=True)
+class _ConnectionKeys:
+    """The keys a handshake carried (its repr leaves them out)."""
+
+    header: str | None = field(default=None, repr=False)
+    has_header: bool = False
+    subprotocol: str | None = field(default=None, repr=False)
+    has_subprotocol: bool = False
+
+    @property
+    def transport(self) -> KeyTransport | None:
+        if self.has_header:
+            return "header"
+        if self.has_subprotocol:
+            return "subprotocol"
+        return None
+
+
+def _connection_keys(headers: Headers) -> _ConnectionKeys:
+    """Read the key from the Bearer header and the subprotocols list.
+
+    Raises ``ValueError`` (without the header's text) when the subprotocols header is
+    not a list of tokens: websockets' own parser would put the header, key and all,
+    in its error response and log.
+    """
+    has_header = "Authorization" in headers
+    header = None
+    if has_header:
+        auth = headers["Authorization"]
+        header = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    offered: list[str] = []
+    try:
+        for value in headers.get_all("Sec-WebSocket-Protocol"):
+            offered.extend(parse_subprotocol(value))
+    except InvalidHeader:
+        raise ValueError("invalid Sec-WebSocket-Protocol header") from None
+    has_subprotocol = KEY_SUBPROTOCOL in offered
+    subprotocol = None
+    if has_subprotocol:
+        at = offered.index(KEY_SUBPROTOCOL) + 1
+        subprotocol = offered[at] if at < len(offered) else None
+    return _ConnectionKeys(header, has_header, subprotocol, has_subprotocol)
+
+
+class SecretFreeLogger(logging.LoggerAdapter):
+    """``websockets``' connection logger, minus anything that may carry a *wrong* key.
+
+    At DEBUG, ``websockets`` logs every handshake header and the start of every frame.
+    The package's :mod:`~soniox_widget.redaction` filter masks registered keys (the
+    server's own) and credential-shaped header values; a key a client got wrong is
+    not registered anywhere, and may sit in a start message (``"api_key": ...``) or
+    after the marker in an unusual order. So this adapter withholds, before any
+    filter runs, the values of the headers that carry credentials and the payload
+    of incoming data frames (audio is unreadable in a log anyway).
+    """
+
+    SECRET_HEADERS = frozenset({"authorization", "sec-websocket-protocol", "cookie",
+                                "proxy-authorization"})
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        if args:
+            args = self._withhold(msg, args)
+        kwargs.setdefault("stacklevel", 2)  # the record names websockets' line, not this one
+        self.logger.log(level, msg, *args, **kwargs)
+
+    def _withhold(self, msg: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        if (msg == "< %s: %s" and len(args) == 2 and isinstance(args[0], str)
+                and args[0].lower() in self.SECRET_HEADERS):
+            return (args[0], "[withheld]")
+        if msg == "< %s" and len(args) == 1 and isinstance(args[0], Frame):
+            frame = args[0]
+            if frame.opcode in DATA_OPCODES:
+                return (f"{frame.opcode.name} [{len(frame.data)} bytes, withheld]",)
+        return args
+
 
 @dataclass
 class SessionRecord:
-    """What the server saw of one connection; tests count bytes and check order here."""
+    """What the server saw of one connection; tests count bytes and check order here.
+
+    ``authorized_by`` says how the client sent its key: ``"header"``,
+    ``"subprotocol"``, ``"start_message"``, or None when it sent none (checked when
+    the server requires a key). ``start_message`` never holds the key.
+    """
 
     start_message: dict[str, Any] | None = None
-    authorized_by_header: bool = False
+    authorized_by: KeyTransport | None = None
     audio_bytes: int = 0
     audio_frames: int = 0
     audio: bytearray | None = None
@@ -77,6 +207,10 @@ class SessionRecord:
     def audio_sha256(self) -> str:
         return self._digest.hexdigest()
 
+    @property
+    def authorized_by_header(self) -> bool:
+        return self.authorized_by == "header"
+
 
 class LocalSonioxServer(WebSocketService):
     """A Soniox-compatible server; see the module docstring.
@@ -85,10 +219,18 @@ class LocalSonioxServer(WebSocketService):
         engine: the recognizer shared by all sessions.
         host: interface to bind; 127.0.0.1 by default (never expose it by accident).
         port: 0 picks a free port.
-        api_key: when set, connections must present it as ``Authorization: Bearer``.
+        api_key: when set, connections must present it, as Soniox takes it (see the
+            module docstring).
         record_audio: keep each session's audio bytes in :attr:`sessions` (tests).
         idle_timeout: seconds without audio or keepalive (or, at first, without the
             start message) before a 408 error; ``None`` never times out.
+        allowed_origins: browser origins accepted besides the server's own
+            (``"https://app.example"``; ``"*"`` any); clients that send no ``Origin``
+            (Python, SDKs) are always accepted.
+        allowed_hosts: ``Host`` names accepted besides the bound address, loopback
+            names and IP addresses (``"*"`` any).
+        today: returns today's UTC date, to decide whether ``api_key`` in the start
+            message is still accepted (tests); :func:`utc_today` by default.
     """
 
     def __init__(
@@ -100,10 +242,18 @@ class LocalSonioxServer(WebSocketService):
         api_key: str | APIKey | None = None,
         record_audio: bool = False,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        allowed_origins: Iterable[str] = (),
+        allowed_hosts: Iterable[str] = (),
+        today: Callable[[], datetime.date] | None = None,
     ) -> None:
         super().__init__(host, port)
         self.engine = engine
         self._key = APIKey(api_key) if isinstance(api_key, str) else api_key
+        # Built now so that a bad origin or host fails here; the port is set on start.
+        self._access = AccessPolicy(bind_host=host, port=port,
+                                    allowed_hosts=tuple(allowed_hosts),
+                                    allowed_origins=tuple(allowed_origins))
+        self._today = today
         self.record_audio = record_audio
         self.idle_timeout = idle_timeout
         self.sessions: list[SessionRecord] = []
@@ -128,11 +278,14 @@ class LocalSonioxServer(WebSocketService):
         await self._listen(
             self._handle,
             process_request=self._check_request,
+            select_subprotocol=self._select_subprotocol,
+            logger=SecretFreeLogger(logging.getLogger("websockets.server")),
             max_size=MAX_FRAME_BYTES,
             ping_interval=20,
             ping_timeout=20,
             server_header="soniox-widget-local",
         )
+        self._access.port = self.port
         logger.info("local Soniox-compatible server (%s) on %s", self.engine.label, self.url)
         return self
 
@@ -189,24 +342,60 @@ class LocalSonioxServer(WebSocketService):
 
     # -- handshake ---------------------------------------------------------------------
 
+    def start_message_keys_accepted(self) -> bool:
+        """Whether ``api_key`` in the start message is still taken (before the cut-off)."""
+        today = (self._today or utc_today)()
+        return today < START_MESSAGE_KEY_CUTOFF
+
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        for name in ("Host", "Origin", "Authorization"):
+            if len(request.headers.get_all(name)) > 1:
+                return connection.respond(http.HTTPStatus.BAD_REQUEST,
+                                          f"more than one {name} header\n")
+        refusal = self._access.check(request.headers)
+        if refusal is not None:
+            status, body = refusal
+            logger.warning("refused a connection (%d): Host %r, Origin %r", status,
+                           request.headers.get("Host"), request.headers.get("Origin"))
+            return connection.respond(status, body)
         path = request.path.split("?", 1)[0]
         if path != WS_PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND,
                                       f"no WebSocket endpoint at {path}; use {WS_PATH}\n")
-        auth = request.headers.get("Authorization", "")
-        presented = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        if self._key is not None and not self._key.matches(presented):
-            return connection.respond(
-                http.HTTPStatus.UNAUTHORIZED,
-                "missing or invalid API key (send Authorization: Bearer <key>)\n")
+        try:
+            keys = _connection_keys(request.headers)
+        except ValueError as exc:
+            return connection.respond(http.HTTPStatus.BAD_REQUEST, f"{exc}\n")
+        if self._key is None:
+            return None
+        if keys.transport is None:
+            if self.start_message_keys_accepted():
+                return None  # the key may come in the start message; checked there
+            logger.info("refused a connection without an API key")
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED,
+                                      f"missing API key; {_SEND_THE_KEY}\n")
+        # Every key the client sent must be the right one.
+        presented = ([keys.header] if keys.has_header else []) + (
+            [keys.subprotocol] if keys.has_subprotocol else [])
+        if not all(self._key.matches(key) for key in presented):
+            logger.info("refused a connection: invalid API key in the %s", keys.transport)
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED,
+                                      f"missing or invalid API key; {_SEND_THE_KEY}\n")
         return None
+
+    @staticmethod
+    def _select_subprotocol(connection: ServerConnection,
+                            offered: Sequence[Subprotocol]) -> Subprotocol | None:
+        # Answer with the marker, never with the key that follows it; a client that
+        # offers other subprotocols only goes on without one, like most servers.
+        return Subprotocol(KEY_SUBPROTOCOL) if KEY_SUBPROTOCOL in offered else None
 
     # -- one session -------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
         record = SessionRecord(audio=bytearray() if self.record_audio else None)
-        record.authorized_by_header = "Authorization" in ws.request.headers
+        assert ws.request is not None
+        record.authorized_by = _connection_keys(ws.request.headers).transport
         self.sessions.append(record)
         stream: EngineStream | None = None
         pump: asyncio.Task[None] | None = None
@@ -262,12 +451,11 @@ class LocalSonioxServer(WebSocketService):
         if watchdog.expired:
             return None
         watchdog.touch()
-        message = parse_start_message(frame).config  # a ProtocolError is a 400
-        record.start_message = {k: v for k, v in message.items() if k != "api_key"}
-        if "api_key" in message:
-            await self._send_error(
-                ws, record, 400, "api_key in the start message is no longer accepted; "
-                "authenticate with the connection (Authorization: Bearer header)")
+        message = dict(parse_start_message(frame).config)  # a ProtocolError is a 400
+        has_key = "api_key" in message
+        presented = message.pop("api_key", None)
+        record.start_message = message
+        if not await self._authorize_start_message(ws, record, has_key, presented):
             return None
         try:
             config = SonioxConfig.from_start_message(message)
@@ -276,6 +464,29 @@ class LocalSonioxServer(WebSocketService):
             return None
         self.engine.check_config(config)
         return self.engine.open_stream(config)
+
+    async def _authorize_start_message(self, ws: ServerConnection, record: SessionRecord,
+                                       has_key: bool, presented: Any) -> bool:
+        """Take or refuse ``api_key`` from the start message; False if the session ends."""
+        if has_key:
+            if not self.start_message_keys_accepted():
+                await self._send_error(
+                    ws, record, 400, "api_key in the start message is no longer accepted "
+                    f"(since {_CUTOFF_TEXT}); {_SEND_THE_KEY}")
+                return False
+            logger.info("a client sent api_key in the start message: deprecated, and refused "
+                        "from %s; %s", _CUTOFF_TEXT, _SEND_THE_KEY)
+            if self._key is not None and not (isinstance(presented, str)
+                                              and self._key.matches(presented.strip())):
+                await self._send_error(ws, record, 401,
+                                       f"missing or invalid API key; {_SEND_THE_KEY}")
+                return False
+            if record.authorized_by is None:
+                record.authorized_by = "start_message"
+        elif self._key is not None and record.authorized_by is None:
+            await self._send_error(ws, record, 401, f"missing or invalid API key; {_SEND_THE_KEY}")
+            return False
+        return True
 
     async def _receive(self, ws: ServerConnection, stream: EngineStream,
                        record: SessionRecord, pump: asyncio.Task[None],

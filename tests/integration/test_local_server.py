@@ -1,6 +1,7 @@
 """A raw WebSocket client ⇄ the local Soniox-compatible server: errors and deadlines."""
 
 import asyncio
+import datetime
 import json
 import logging
 
@@ -8,6 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from soniox_widget.local import LocalSonioxServer, ScriptedEngine
+from soniox_widget.local import server as local_server_module
 from soniox_widget.protocol import StartMessage, encode_client_message
 
 START = encode_client_message(StartMessage({"model": "stt-rt-v5", "audio_format": "auto"}))
@@ -59,7 +61,6 @@ async def test_bad_control_frame_gets_a_400_and_a_close(local_server, frame, wor
     ('["model"]', "must be a JSON object"),
     ("[" * 200_000, "start message"),
     ('{"context": ' * 100 + "{}" + "}" * 100, "nested too deeply"),
-    ('{"model": "stt-rt-v5", "audio_format": "auto", "api_key": "k"}', "no longer accepted"),
     ('{"model": "stt-rt-v5", "audio_format": "pcm_s16le"}', "invalid start message"),
 ])
 async def test_bad_start_message_gets_a_400_and_a_close(local_server, frame, words, caplog,
@@ -69,6 +70,22 @@ async def test_bad_start_message_gets_a_400_and_a_close(local_server, frame, wor
     assert words in replies[0]["error_message"]
     assert close_code == 1000
     await asyncio.wait_for(local_server.sessions[0].done.wait(), 5)
+    assert no_handler_errors(caplog)
+    await no_task_leaks()
+
+
+async def test_api_key_in_the_start_message_is_refused_from_the_cutoff(
+        local_server, monkeypatch, caplog, no_task_leaks):
+    monkeypatch.setattr(local_server_module, "utc_today", lambda: datetime.date(2027, 1, 15))
+    frame = '{"model": "stt-rt-v5", "audio_format": "auto", "api_key": "k-in-start"}'
+    replies, close_code = await session(local_server.url, [frame])
+    assert replies == [{"error_code": 400, "error_message": replies[0]["error_message"]}]
+    assert "no longer accepted" in replies[0]["error_message"]
+    assert "send it with the connection" in replies[0]["error_message"]
+    assert close_code == 1000
+    record = local_server.sessions[0]
+    await asyncio.wait_for(record.done.wait(), 5)
+    assert record.start_message == {"model": "stt-rt-v5", "audio_format": "auto"}
     assert no_handler_errors(caplog)
     await no_task_leaks()
 
