@@ -47,7 +47,10 @@ def _is_ip(name: str) -> bool:
 
 def split_host(value: str) -> tuple[str, int | None] | None:
     """``"Example.com:3001"`` → ``("example.com", 3001)``; None if it is not a host."""
-    parts = urlsplit(f"//{value.strip()}")
+    value = value.strip()
+    if not value or any(ch.isspace() for ch in value):
+        return None
+    parts = urlsplit(f"//{value}")
     try:
         port = parts.port
     except ValueError:

@@ -3,6 +3,11 @@
 Open http://127.0.0.1:3001/ for the recording page. The key is read from
 ``SONIOX_API_KEY`` or a ``.env`` file and never leaves this server. Without a key
 the offline local engine is used (``pip install 'soniox-widget[local]'``).
+
+Bound beyond this machine (``--host 0.0.0.0``) the proxy requires an access token,
+like Jupyter: it makes one and prints the page's URL with ``?token=...`` at start-up
+(choose it with ``--token`` or SONIOX_PROXY_TOKEN). Other machines open the page by
+this machine's address, allowed with ``--allow-host ADDRESS``.
 """
 
 from __future__ import annotations
@@ -11,14 +16,23 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import sys
 
 from .._serving import serve_until_signal
+from ..access import is_loopback
 from ..backend import choose_backend
 from ..config import SonioxConfig
 from ..errors import ConfigError, MissingAPIKeyError
 from ..local.shared import LocalEngineUnavailable
-from .server import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES, DEFAULT_PORT, ProxyServer
+from .server import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_PORT,
+    TOKEN_ENV_VAR,
+    ProxyServer,
+)
 
 
 def _port(value: str) -> int:
@@ -38,12 +52,22 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="soniox-proxy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1",
-                   help="interface to bind (default 127.0.0.1; 0.0.0.0 exposes your key's "
-                   "spending to anyone who can reach this machine)")
+                   help="interface to bind (default 127.0.0.1; any other address requires "
+                   "an access token, made and printed at start-up unless --token is given)")
     p.add_argument("--port", type=_port, default=None,
                    help=f"port (default: PORT environment variable, else {DEFAULT_PORT})")
     p.add_argument("--engine", choices=["auto", "soniox", "local"], default="auto",
@@ -51,6 +75,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="also accept browser connections from this origin "
                    "(repeatable; default: same origin only)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests for this Host name, e.g. this machine's LAN "
+                   "address or a reverse proxy's public name (repeatable; default: the "
+                   "bound address and loopback names only)")
+    access = p.add_mutually_exclusive_group()
+    access.add_argument("--token", default=None, metavar="TOKEN",
+                        help="the access token every request must carry (default: "
+                        f"{TOKEN_ENV_VAR}, else a new one when --host is not loopback)")
+    access.add_argument("--no-token", action="store_true",
+                        help="require no token even beyond loopback; only behind a gateway "
+                        "that authenticates its users")
+    p.add_argument("--max-sessions", type=_positive, default=DEFAULT_MAX_SESSIONS,
+                   metavar="N", help="sessions allowed at once; more clients get a 429 "
+                   f"error (default {DEFAULT_MAX_SESSIONS})")
     p.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES)
     p.add_argument("--idle-timeout", type=_seconds, default=DEFAULT_IDLE_TIMEOUT,
                    metavar="SECONDS",
@@ -79,8 +117,32 @@ def build(args: argparse.Namespace) -> ProxyServer:
                                                          str(DEFAULT_PORT))
     backend = choose_backend(args.engine, model=config.model)
     return ProxyServer(backend, config, host=args.host, port=port,
-                       allowed_origins=args.allow_origin, max_frame_bytes=args.max_frame_bytes,
+                       allowed_hosts=args.allow_host, allowed_origins=args.allow_origin,
+                       token=_token(args), require_token=not args.no_token,
+                       max_sessions=args.max_sessions, max_frame_bytes=args.max_frame_bytes,
                        idle_timeout=args.idle_timeout or None)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """--token, else SONIOX_PROXY_TOKEN, else a new one when bound beyond loopback."""
+    if args.no_token:
+        return None
+    token = args.token or os.environ.get(TOKEN_ENV_VAR) or None
+    if token is None and not is_loopback(args.host):
+        token = secrets.token_urlsafe(32)
+    return token
+
+
+def banner(server: ProxyServer) -> str:
+    """What the command line prints once at start-up: the URL to open, with its token.
+
+    The only place the token is shown (as Jupyter shows its own); logs never carry it.
+    """
+    lines = [f"soniox-proxy ({server.backend.label}) serving {server.page_url}"]
+    if server.host.strip("[]") in ("", "0.0.0.0", "::") and not server.access.allowed_hosts:
+        lines.append("  (all interfaces: other machines use this machine's address instead "
+                     "of 127.0.0.1; allow it with --allow-host ADDRESS)")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,9 +150,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        server = build(args)
-        asyncio.run(serve_until_signal(
-            server, lambda: f"soniox-proxy ({server.backend.label}) serving {server.url}"))
+        server = build(args)  # ValueError: a bad --allow-host, --allow-origin or --token
+    except (MissingAPIKeyError, LocalEngineUnavailable, ConfigError, ValueError) as exc:
+        sys.exit(f"soniox-proxy: {exc}")
+    try:
+        asyncio.run(serve_until_signal(server, lambda: banner(server)))
     except (MissingAPIKeyError, LocalEngineUnavailable, ConfigError) as exc:
         sys.exit(f"soniox-proxy: {exc}")
     except OSError as exc:

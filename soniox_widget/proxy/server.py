@@ -10,19 +10,32 @@ key stays on this server. Each client connection is one
 :class:`~soniox_widget.upstream.UpstreamSession`, the same code the notebook
 widget uses.
 
-Unlike the original example it binds 127.0.0.1 by default (binding 0.0.0.0
-would make an open relay that spends the owner's key), checks the ``Origin``
-header, and caps frame sizes.
+Every session spends the owner's key, so unlike the original example the proxy
+decides who may open one, before any session starts:
+
+* it binds 127.0.0.1 by default, and every request (page files and WebSocket
+  upgrades alike) passes :class:`~soniox_widget.access.AccessPolicy`: a ``Host``
+  that is not this server's (DNS rebinding) gets 421, a foreign browser
+  ``Origin`` gets 403;
+* bound beyond loopback it requires an access token, the way Jupyter does: as
+  ``?token=``, an ``Authorization: Token ...`` header, or the HttpOnly cookie the
+  page receives on its first good request; otherwise 401;
+* at most ``max_sessions`` sessions run at once; a client over the limit gets a
+  429 error reply and a close, and no upstream session;
+* frame sizes are capped, and silent clients are closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import http
 import logging
+import re
 from collections.abc import Iterable
 from importlib import resources
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
@@ -30,6 +43,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from .._serving import IdleWatchdog, WebSocketService
+from ..access import AccessPolicy, is_loopback
 from ..backend import Backend
 from ..config import SonioxConfig
 from ..errors import ConfigError, SonioxError, SonioxWidgetError
@@ -41,6 +55,7 @@ from ..protocol import (
     Reply,
     parse_client_message,
 )
+from ..redaction import register_secret
 from ..upstream import UpstreamSession
 
 logger = logging.getLogger(__name__)
@@ -49,6 +64,13 @@ DEFAULT_PORT = 3001
 DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
 #: A client that sends nothing (no audio, no keepalive) for this long is closed with a 408.
 DEFAULT_IDLE_TIMEOUT = 30.0
+#: Each session holds an upstream connection on the owner's key: a bound on the spending.
+DEFAULT_MAX_SESSIONS = 32
+#: The command line reads the access token from here when ``--token`` is not given.
+TOKEN_ENV_VAR = "SONIOX_PROXY_TOKEN"
+# URL-unreserved characters only: the token then reads the same in a URL, a header
+# and a cookie, with no escaping anywhere.
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
 WS_PATHS = ("/", "/ws")
 _PAGE_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -73,15 +95,30 @@ class ProxyServer(WebSocketService):
         config: the start options used for every client session.
         host: interface to bind (127.0.0.1 by default).
         port: port to bind (0 picks a free one).
+        allowed_hosts: ``Host`` names accepted besides this server's own (e.g. the
+            public name of a reverse proxy in front of it); see
+            :class:`~soniox_widget.access.AccessPolicy`.
         allowed_origins: ``Origin`` values accepted besides this server's own
             origin; ``["*"]`` accepts any (not recommended). Clients without an
             ``Origin`` header (scripts, not browsers) are accepted.
+        token: the access token every request must carry (``?token=``,
+            ``Authorization: Token ...`` or the page's cookie). Required when
+            ``host`` is not a loopback address; optional on loopback.
+        require_token: ``False`` lets a non-loopback bind run without a token, for a
+            deployment behind a gateway that authenticates (a warning is logged).
+        max_sessions: sessions allowed at once; a client over it gets a 429 reply.
         max_frame_bytes: the largest audio frame accepted.
         finish_timeout: seconds to wait for the upstream's last replies after the
             client ended its stream.
         idle_timeout: seconds a client may send nothing (no audio, no control
             message) before it gets a 408 error and its session is closed; a
             ``{"type": "keepalive"}`` resets it. ``None`` or 0 never times out.
+
+    Example::
+
+        token = secrets.token_urlsafe(32)
+        async with ProxyServer(choose_backend(), host="0.0.0.0", token=token) as proxy:
+            print("open", proxy.page_url)   # holds the token: print it, never log it
     """
 
     def __init__(
@@ -91,7 +128,11 @@ class ProxyServer(WebSocketService):
         *,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
+        allowed_hosts: Iterable[str] = (),
         allowed_origins: Iterable[str] = (),
+        token: str | None = None,
+        require_token: bool = True,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         finish_timeout: float = 30.0,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
@@ -99,21 +140,55 @@ class ProxyServer(WebSocketService):
         super().__init__(host, port)
         self.backend = backend
         self.config = config or SonioxConfig()
-        self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
+        # Built now so that a bad name fails before listening; start() sets the port.
+        self.access = AccessPolicy(bind_host=host, port=port,
+                                   allowed_hosts=tuple(allowed_hosts),
+                                   allowed_origins=tuple(allowed_origins))
+        self._token = _checked_token(token, host, require_token)
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be 1 or more")
+        self.max_sessions = max_sessions
         self.max_frame_bytes = max_frame_bytes
         self.finish_timeout = finish_timeout
         if idle_timeout is not None and idle_timeout < 0:
             raise ValueError("idle_timeout must be a non-negative number of seconds")
         self.idle_timeout = idle_timeout
         self.sessions_started = 0
+        self.open_sessions = 0  # running now; never more than max_sessions
+
+    @property
+    def token_required(self) -> bool:
+        return self._token is not None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        """The page's address, without the token (a wildcard bind shows as loopback)."""
+        return f"http://{self._browse_host()}:{self.port}/"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/ws"
+        """The WebSocket endpoint, without the token (send it as a header or ``?token=``)."""
+        return f"ws://{self._browse_host()}:{self.port}/ws"
+
+    @property
+    def page_url(self) -> str:
+        """The address to open in a browser: :attr:`url` plus ``?token=`` when one is
+        required. It holds the secret: print it once, never log it."""
+        return self.url + (f"?token={self._token}" if self._token else "")
+
+    def _browse_host(self) -> str:
+        host = self.host.strip("[]")
+        if host in ("", "0.0.0.0"):
+            return "127.0.0.1"  # listening everywhere: loopback is one of the ways in
+        if host == "::":
+            return "[::1]"
+        return f"[{host}]" if ":" in host else host
+
+    @property
+    def _cookie_name(self) -> str:
+        # Cookies ignore the port: with the port in its name, two proxies on one
+        # machine don't overwrite each other's token.
+        return f"soniox_proxy_token_{self.port}"
 
     async def start(self) -> ProxyServer:
         await self._listen(
@@ -124,7 +199,9 @@ class ProxyServer(WebSocketService):
             max_size=self.max_frame_bytes * 2,
             server_header="soniox-widget-proxy",
         )
-        logger.info("proxy (%s) listening on %s", self.backend.label, self.url)
+        self.access.port = self.port  # the real one, also when port=0 picked it
+        logger.info("proxy (%s) listening on %s%s", self.backend.label, self.url,
+                    " (an access token is required)" if self._token else "")
         return self
 
     async def serve_forever(self) -> None:
@@ -133,47 +210,103 @@ class ProxyServer(WebSocketService):
         assert self._server is not None
         await self._server.serve_forever()
 
-    # -- HTTP: the page, and the checks before the WebSocket upgrade -----------------------
-
-    def _origin_allowed(self, request: Request) -> bool:
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return True  # not a browser: nothing to protect against
-        origin = origin.rstrip("/")
-        if "*" in self.allowed_origins or origin in self.allowed_origins:
-            return True
-        host = request.headers.get("Host", "")
-        return origin in (f"http://{host}", f"https://{host}")
+    # -- HTTP: who may come in, the page, and the WebSocket upgrade -------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request
                          ) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        wants_upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
-        if not wants_upgrade:
-            entry = _PAGE_FILES.get(path)
-            body = _page_file(entry[0]) if entry else None
-            if entry is None or body is None:
-                return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
-            headers = Headers([
-                ("Content-Type", entry[1]),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-                ("X-Content-Type-Options", "nosniff"),
-            ])
-            return Response(200, "OK", headers, body)
+        """Every request passes here first: page files and WebSocket upgrades alike.
+
+        Refusals (400, 421, 403, 401) happen before any session exists.
+        """
+        headers = request.headers
+        if len(headers.get_all("Host")) != 1 or len(headers.get_all("Origin")) > 1:
+            return connection.respond(http.HTTPStatus.BAD_REQUEST,
+                                      "one Host header and at most one Origin header\n")
+        refusal = self.access.check(headers)
+        if refusal is not None:
+            status, text = refusal
+            logger.warning("refused a request with Host %r and Origin %r (%d)",
+                           headers.get("Host"), headers.get("Origin"), status)
+            return connection.respond(http.HTTPStatus(status), text)
+        carried_by = self._token_carrier(request)
+        if self._token is not None and carried_by is None:
+            logger.warning("refused a request without the access token (401); "
+                           "this proxy requires one")
+            response = connection.respond(
+                http.HTTPStatus.UNAUTHORIZED,
+                "this proxy requires its access token: open the URL with ?token=... "
+                "that soniox-proxy printed when it started "
+                "(scripts: send 'Authorization: Token <token>')\n")
+            response.headers["WWW-Authenticate"] = "Token"
+            return response
+        path = urlsplit(request.path).path
+        if "websocket" not in ",".join(headers.get_all("Upgrade")).lower():
+            return self._page(connection, path, set_cookie=carried_by in ("query", "header"))
         if path not in WS_PATHS:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "no WebSocket endpoint here\n")
-        if not self._origin_allowed(request):
-            logger.warning("refused a connection from origin %s", request.headers.get("Origin"))
-            return connection.respond(
-                http.HTTPStatus.FORBIDDEN,
-                "origin not allowed; start the proxy with --allow-origin ORIGIN\n",
-            )
         return None
+
+    def _token_carrier(self, request: Request) -> str | None:
+        """How the request carries the right token: "query", "header" or "cookie" (None:
+        it does not, or no token is set)."""
+        if self._token is None:
+            return None
+        query = parse_qs(urlsplit(request.path).query).get("token", [])
+        if any(self._is_token(value) for value in query):
+            return "query"
+        for value in request.headers.get_all("Authorization"):
+            scheme, _, credential = value.strip().partition(" ")
+            if scheme.lower() == "token" and self._is_token(credential.strip()):
+                return "header"
+        for value in request.headers.get_all("Cookie"):
+            for pair in value.split(";"):
+                name, _, cookie = pair.strip().partition("=")
+                if name == self._cookie_name and self._is_token(cookie):
+                    return "cookie"
+        return None
+
+    def _is_token(self, candidate: str) -> bool:
+        assert self._token is not None
+        return hmac.compare_digest(candidate.encode(), self._token.encode())
+
+    def _page(self, connection: ServerConnection, path: str, *, set_cookie: bool) -> Response:
+        entry = _PAGE_FILES.get(path)
+        body = _page_file(entry[0]) if entry else None
+        if entry is None or body is None:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+        headers = Headers([
+            ("Content-Type", entry[1]),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            # The first URL carries ?token=: don't pass it on to anyone else.
+            ("Referrer-Policy", "no-referrer"),
+        ])
+        if set_cookie and self._token is not None:
+            # The page's own files (style.css, app.js) and reloads then need no token
+            # in their URLs. HttpOnly: the page's script never reads it; Strict: other
+            # sites' requests don't carry it.
+            headers["Set-Cookie"] = (f"{self._cookie_name}={self._token}; HttpOnly; "
+                                     "SameSite=Strict; Path=/")
+        return Response(200, "OK", headers, body)
 
     # -- one client ---------------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
+        # Counted before the first await, so no two clients can both take the last place.
+        if self.open_sessions >= self.max_sessions:
+            logger.warning("refused a client: %d sessions are open, the limit",
+                           self.max_sessions)
+            await _send_error(ws, 429, f"the proxy is at its limit of {self.max_sessions} "
+                              "concurrent sessions; try again later")
+            return
+        self.open_sessions += 1
+        try:
+            await self._session(ws)
+        finally:
+            self.open_sessions -= 1
+
+    async def _session(self, ws: ServerConnection) -> None:
         self.sessions_started += 1
         try:
             # The backend as chosen once for the proxy: for the local engine its
@@ -278,6 +411,28 @@ class ProxyServer(WebSocketService):
 
 class _ClientError(Exception):
     """The proxy client broke the protocol."""
+
+
+def _checked_token(token: str | None, host: str, require_token: bool) -> str | None:
+    """The token to require, or None; refuses a bind beyond loopback without one."""
+    if token is not None:
+        if not _TOKEN_CHARS.fullmatch(token):  # never echo it: it is a secret
+            raise ValueError("the access token may contain only letters, digits and - . _ ~ "
+                             "(e.g. from secrets.token_urlsafe(32))")
+        register_secret(token)  # masked in every log record and error text from now on
+        return token
+    if is_loopback(host):
+        return None
+    if require_token:
+        raise ValueError(
+            f"the proxy would listen on {host}, beyond this machine, and anyone who reaches "
+            "it could spend your key: give it an access token (token=secrets.token_urlsafe"
+            "(32); the command line makes one), or pass require_token=False only behind a "
+            "gateway that authenticates its users")
+    logger.warning("the proxy listens on %s without an access token: anyone who can "
+                   "reach it spends your key; only do this behind a gateway that "
+                   "authenticates its users", host)
+    return None
 
 
 async def _send_error(ws: ServerConnection, code: int | None, message: str) -> None:

@@ -15,10 +15,11 @@ from tests.e2e.conftest import ARTIFACTS, chromium, free_port
 
 pytestmark = pytest.mark.browser
 SCRIPT = "the proxy page shows every word it hears"
+TOKEN = "e2e-proxy-token-5c8f1a3b9d2e"
 
 
 @contextlib.contextmanager
-def proxy_in_thread(upstream_url: str | None):
+def proxy_in_thread(upstream_url: str | None, **proxy_options):
     """A scripted local server (unless a URL is given) and a proxy, on their own loop."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -35,7 +36,8 @@ def proxy_in_thread(upstream_url: str | None):
                 state["local"] = local
                 url = local.url
             proxy = await stack.enter_async_context(
-                ProxyServer(Backend(url, None, "test", is_local=True), port=0))
+                ProxyServer(Backend(url, None, "test", is_local=True), port=0,
+                            **proxy_options))
             state["proxy"] = proxy
             state["stop"] = asyncio.Event()
             ready.set()
@@ -52,27 +54,52 @@ def proxy_in_thread(upstream_url: str | None):
         loop.close()
 
 
+def record_a_few_words(page) -> str:
+    """Start, wait for words, stop, wait for the end; the text the page shows."""
+    page.click("#trigger")
+    page.wait_for_function(
+        "() => document.getElementById('final').innerText.split(/\\s+/).length >= 3",
+        timeout=30_000)
+    page.click("#trigger")
+    page.wait_for_function(
+        f"() => document.getElementById('final').innerText.includes({SCRIPT.split()[3]!r})"
+        " && document.getElementById('nonfinal').innerText === ''", timeout=30_000)
+    return page.inner_text("#final")
+
+
 def test_page_records_and_shows_the_text(speech_wav, tmp_path):
     wav, _ = speech_wav
     with proxy_in_thread(None) as state, chromium(wav, tmp=tmp_path) as context:
         page = context.new_page()
         page.goto(state["proxy"].url, timeout=30_000)
-        page.click("#trigger")
-        page.wait_for_function(
-            "() => document.getElementById('final').innerText.split(/\\s+/).length >= 3",
-            timeout=30_000)
-        page.click("#trigger")
-        page.wait_for_function(
-            f"() => document.getElementById('final').innerText.includes({SCRIPT.split()[3]!r})"
-            " && document.getElementById('nonfinal').innerText === ''", timeout=30_000)
+        shown = record_a_few_words(page)
         page.screenshot(path=str(ARTIFACTS / "proxy-page.png"))
-        shown = page.inner_text("#final")
         assert page.inner_text("#error").strip() == ""
         record = state["local"].sessions[-1]
         assert record.finished
         # The page shows exactly the words the server sent for the bytes it received.
         expected = " ".join(SCRIPT.split()[: record.audio_bytes // 600])
         assert shown.strip() == expected
+
+
+def test_page_with_a_token_takes_it_out_of_the_address_bar_and_records(speech_wav,
+                                                                       tmp_path):
+    wav, _ = speech_wav
+    with proxy_in_thread(None, token=TOKEN) as state, \
+            chromium(wav, tmp=tmp_path) as context:
+        page = context.new_page()
+        refused = page.goto(state["proxy"].url, timeout=30_000)
+        assert refused.status == 401 and "printed when it started" in page.content()
+        page.goto(state["proxy"].page_url, timeout=30_000)
+        page.wait_for_function("() => !location.search.includes('token')", timeout=10_000)
+        assert TOKEN not in page.url
+        assert page.evaluate("sessionStorage.getItem('soniox-proxy-token')") == TOKEN
+        assert page.evaluate("document.cookie") == ""  # HttpOnly: not for scripts
+        page.reload(timeout=30_000)  # no token in the URL now: the cookie lets it in
+        assert page.is_visible("#trigger")
+        record_a_few_words(page)
+        assert page.inner_text("#error").strip() == ""
+        assert state["local"].sessions[-1].finished
 
 
 def test_unreachable_upstream_shows_its_error(speech_wav, tmp_path):

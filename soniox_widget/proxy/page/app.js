@@ -14,6 +14,39 @@ const state = { phase: "idle", ws: null, recorder: null, stream: null, finalText
 // socket opens before the microphone is granted: a keepalive covers a slow prompt.
 const KEEPALIVE_MS = 10000;
 
+// A proxy reachable beyond this machine requires the access token it printed at start-up
+// (http://host:port/?token=...). Take it out of the address bar (and so out of the
+// history and of bookmarks), keep it in memory and in sessionStorage for reloads, and send
+// it with the WebSocket. The page's own files came with the HttpOnly cookie the proxy set.
+const TOKEN_KEY = "soniox-proxy-token";
+const token = takeToken();
+
+function takeToken() {
+  const url = new URL(location.href);
+  const fromUrl = url.searchParams.get("token");
+  if (fromUrl === null) {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY);
+    } catch {
+      return null; // storage disabled: the cookie still lets this page in
+    }
+  }
+  url.searchParams.delete("token");
+  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  try {
+    sessionStorage.setItem(TOKEN_KEY, fromUrl);
+  } catch {
+    // storage disabled: the token lives in memory for this page only
+  }
+  return fromUrl;
+}
+
+function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const query = token ? `?token=${encodeURIComponent(token)}` : "";
+  return `${scheme}://${location.host}/ws${query}`;
+}
+
 function show(phase, status) {
   state.phase = phase;
   statusEl.textContent = status;
@@ -92,8 +125,7 @@ async function start() {
   errorEl.textContent = "";
   Object.assign(state, { finalText: "", queue: [], finished: false, failed: false });
   show("starting", "Waiting for the microphone");
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  const ws = new WebSocket(socketUrl());
   ws.binaryType = "arraybuffer";
   state.ws = ws;
   ws.onopen = flush;
@@ -101,7 +133,8 @@ async function start() {
     if (ws.readyState === WebSocket.OPEN && !state.finished) ws.send('{"type":"keepalive"}');
   }, KEEPALIVE_MS);
   ws.onmessage = onReply;
-  ws.onerror = () => fail("Cannot reach the proxy server. Is it still running?");
+  ws.onerror = () => fail("Cannot reach the proxy server. Is it still running? If it was " +
+    "restarted, open the URL it printed at start-up again.");
   ws.onclose = (event) => {
     if (!state.finished && !state.failed) {
       fail(`The connection closed before the transcript was finished (code ${event.code}` +
