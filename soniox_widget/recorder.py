@@ -31,6 +31,8 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ from .protocol import Reply
 from .recording import PYTHON_VIEW, Recording
 from .redaction import redact
 from .session import SessionState
-from .transcript import Transcript, segments_of
+from .transcript import Transcript, Utterance, segments_of
 from .upstream import UpstreamSession
 
 logger = logging.getLogger(__name__)
@@ -119,6 +121,9 @@ class SonioxRecorder(anywidget.AnyWidget):
     final_text = traitlets.Unicode("")
     nonfinal_text = traitlets.Unicode("")
     tokens = traitlets.List()  # of token dicts; no per-item validation (it grows long)
+    translation_text = traitlets.Unicode("")
+    nonfinal_translation_text = traitlets.Unicode("")
+    utterances = traitlets.List()  # of utterance dicts, one added per completed utterance
 
     #: Seconds a recording view may stay silent (no chunk, no heartbeat) before its
     #: session is ended; views send a heartbeat every 2 s.
@@ -156,6 +161,9 @@ class SonioxRecorder(anywidget.AnyWidget):
         self._recording: Recording | None = None
         self._last_recording: Recording | None = None
         self._python_failure: SonioxError | None = None
+        self._utterance_callbacks: list[Callable[[Utterance], object]] = []
+        self._audio_listeners: list[_AudioListener] = []
+        self._reported_callbacks: set[tuple[str, int]] = set()
         self.bytes_sent_to_views = 0
         # Every session task, queue and trait change of this widget lives on the loop of
         # the thread that created it (a notebook's main thread). ipykernel 7 may hand
@@ -271,9 +279,22 @@ class SonioxRecorder(anywidget.AnyWidget):
         self.error = ""
         self.active_view = view
         self.status = "connecting"
+        listeners = [a for a in self._audio_listeners]
+        decoder = self._pcm_decoder(config) if any(a.pcm for a in listeners) else None
+
+        def on_audio(data: bytes) -> None:
+            for listener in listeners:
+                if not listener.pcm:
+                    self._call_safely(listener.callback, data, "on_audio")
+            if decoder is not None:
+                decoder.feed(data)
+
         rec = Recording(session_id, view, upstream, keep_audio=self.keep_audio,
                         on_reply=self._apply, on_done=self._done,
+                        on_audio=on_audio if listeners else None,
                         view_grace=self.view_grace, stop_grace=self.stop_grace)
+        rec.config = config
+        rec.pcm_decoder = decoder
         self._recording = rec
         if view == PYTHON_VIEW:
             self._python_failure = None
@@ -285,6 +306,10 @@ class SonioxRecorder(anywidget.AnyWidget):
             self.status = status
 
     def _done(self, rec: Recording) -> None:
+        decoder = getattr(rec, "pcm_decoder", None)
+        if decoder is not None:
+            # Flush the last samples to on_audio(pcm=True) listeners, off the loop.
+            self._loop.run_in_executor(None, decoder.close)
         if self._recording is not rec:
             return
         self._recording = None
@@ -300,22 +325,37 @@ class SonioxRecorder(anywidget.AnyWidget):
             self.status = "idle"
 
     def _apply(self, reply: Reply) -> None:
-        delta = self.transcript.apply(reply)
+        t = self.transcript
+        delta = t.apply(reply)
         if not delta:
             return
         if delta.final_tokens:
-            self.tokens = [*self.tokens, *self.transcript.token_dicts(delta.final_tokens)]
-            self.final_text = self.transcript.final_text
-        self.nonfinal_text = self.transcript.nonfinal_text
+            self.tokens = [*self.tokens, *t.token_dicts(delta.final_tokens)]
+            self.final_text = t.final_text
+        self.nonfinal_text = t.nonfinal_text
+        translated = bool(delta.final_translation_tokens or delta.nonfinal_translation_changed)
+        if translated:
+            self.translation_text = t.translation_text
+            self.nonfinal_translation_text = t.nonfinal_translation_text
         base, self._rev = self._rev, self._rev + 1
-        self._send_view(vm.delta(self._rev, base, segments_of(delta.final_tokens),
-                                 segments_of(self.transcript.nonfinal_tokens)))
+        self._send_view(vm.delta(
+            self._rev, base, segments_of(delta.final_tokens), segments_of(t.nonfinal_tokens),
+            translation=delta.final_translation_text,
+            nonfinal_translation=t.nonfinal_translation_text if translated else None))
+        if delta.utterances:
+            self.utterances = [*self.utterances, *(u.to_json() for u in delta.utterances)]
+            for utterance in delta.utterances:
+                for callback in list(self._utterance_callbacks):
+                    self._call_safely(callback, utterance, "on_utterance")
 
     def _clear(self) -> None:
         self.transcript = Transcript()
         self.tokens = []
         self.final_text = ""
         self.nonfinal_text = ""
+        self.translation_text = ""
+        self.nonfinal_translation_text = ""
+        self.utterances = []
         self._rev += 1
         self._send_view(vm.clear(self._rev))
 
@@ -326,8 +366,9 @@ class SonioxRecorder(anywidget.AnyWidget):
         self.send(message)
 
     def _send_snapshot(self) -> None:
-        self._send_view(vm.snapshot(self._rev, self.transcript.segments(),
-                                    segments_of(self.transcript.nonfinal_tokens)))
+        t = self.transcript
+        self._send_view(vm.snapshot(self._rev, t.segments(), segments_of(t.nonfinal_tokens),
+                                    t.translation_text, t.nonfinal_translation_text))
 
     # -- Python control -------------------------------------------------------------
 
@@ -344,14 +385,89 @@ class SonioxRecorder(anywidget.AnyWidget):
         rec = self._recording or self._last_recording
         return bytes(rec.audio) if rec is not None and rec.audio is not None else b""
 
-    def save_audio(self, path: str | os.PathLike[str]) -> Path:
-        """Write :attr:`last_audio` to ``path`` (e.g. ``"take1.webm"``)."""
+    def _last_audio_and_format(self) -> tuple[bytes, dict[str, Any]]:
+        rec = self._recording or self._last_recording
         data = self.last_audio
         if not data:
             raise SonioxWidgetError("no audio recorded yet (or keep_audio=False)")
-        out = Path(path)
-        out.write_bytes(data)
-        return out
+        config = getattr(rec, "config", self.config)
+        return data, _format_of(config)
+
+    def save_audio(self, path: str | os.PathLike[str]) -> Path:
+        """Write the last recording to ``path``, chosen by its suffix.
+
+        The suffix of the audio's own container (``.webm`` from the browser) keeps the
+        bytes exactly as transcribed; ``.wav`` and ``.flac`` are transcoded (PyAV).
+        Example: ``rec.save_audio("take1.webm")``, ``rec.save_audio("take1.wav")``.
+        """
+        from .audio import write_audio
+
+        data, fmt = self._last_audio_and_format()
+        return write_audio(data, path, **fmt)
+
+    def audio_array(self, sample_rate: int = 16000) -> Any:
+        """The last recording as a 1-D float32 NumPy array at ``sample_rate`` (mono).
+
+        Example: ``samples = rec.audio_array(); len(samples) / 16000`` is its length in
+        seconds; plot it, or hand it to another model.
+        """
+        from .audio import decode_bytes
+
+        data, fmt = self._last_audio_and_format()
+        return decode_bytes(data, sample_rate, **fmt)
+
+    def on_audio(self, callback: Callable[[Any], object], *, pcm: bool = False,
+                 remove: bool = False) -> None:
+        """Call ``callback`` with each chunk of audio as it goes to the service.
+
+        With ``pcm=False`` it gets the bytes as the source gave them (the browser's
+        webm/opus); with ``pcm=True``, float32 16 kHz mono NumPy arrays decoded in the
+        kernel. It runs on the notebook's event loop; keep it quick. One that raises is
+        reported once in the log and never stops the recording. Takes effect from the
+        next recording; ``remove=True`` unregisters it.
+        """
+        if remove:
+            self._audio_listeners = [a for a in self._audio_listeners
+                                     if a.callback is not callback]
+        else:
+            self._audio_listeners.append(_AudioListener(callback, pcm))
+
+    def on_utterance(self, callback: Callable[[Utterance], object], *,
+                     remove: bool = False) -> None:
+        """Call ``callback`` with each :class:`~soniox_widget.transcript.Utterance` once it
+        is complete (an endpoint, a change of speaker, or a pause); ``remove=True``
+        unregisters it. The same utterances are appended to the ``utterances`` trait."""
+        if remove:
+            self._utterance_callbacks = [c for c in self._utterance_callbacks
+                                         if c is not callback]
+        else:
+            self._utterance_callbacks.append(callback)
+
+    def _call_safely(self, callback: Callable[[Any], object], arg: Any, what: str) -> None:
+        try:
+            callback(arg)
+        except Exception:
+            key = (what, id(callback))
+            if key not in self._reported_callbacks:
+                self._reported_callbacks.add(key)
+                logger.exception("%s callback %r failed (reported once; the recording "
+                                 "goes on)", what, callback)
+
+    def _pcm_decoder(self, config: SonioxConfig) -> Any:
+        from .audio import ChunkDecoder
+
+        loop = self._loop
+
+        def deliver(samples: Any) -> None:  # on the decoder's thread
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._deliver_pcm, samples)
+
+        return ChunkDecoder(deliver, **_format_of(config))
+
+    def _deliver_pcm(self, samples: Any) -> None:
+        for listener in list(self._audio_listeners):
+            if listener.pcm:
+                self._call_safely(listener.callback, samples, "on_audio")
 
     @property
     def audio_stats(self) -> dict[str, int]:
@@ -514,6 +630,20 @@ class SonioxRecorder(anywidget.AnyWidget):
         if rec is not None:
             rec.cancel()  # the task closes its upstream session
         super().close()
+
+
+@dataclass(frozen=True)
+class _AudioListener:
+    callback: Callable[[Any], object]
+    pcm: bool
+
+
+def _format_of(config: SonioxConfig) -> dict[str, Any]:
+    """How to read the bytes of a recording made with ``config``."""
+    if config.is_raw_audio:
+        return {"audio_format": config.audio_format, "num_channels": config.num_channels,
+                "source_rate": config.sample_rate}
+    return {}
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

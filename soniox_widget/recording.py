@@ -47,6 +47,7 @@ class Recording:
         keep_audio: bool,
         on_reply: Callable[[Reply], None],
         on_done: Callable[[Recording], None],
+        on_audio: Callable[[bytes], None] | None = None,
         view_grace: float = 10.0,
         stop_grace: float = 5.0,
     ) -> None:
@@ -64,6 +65,7 @@ class Recording:
         self.resumed.set()
         self._on_reply = on_reply
         self._on_done = on_done
+        self._on_audio = on_audio
         self.view_grace = view_grace
         self.stop_grace = stop_grace
         self._loop = asyncio.get_running_loop()
@@ -118,6 +120,8 @@ class Recording:
         self.bytes_in += len(data)
         if self.audio is not None:
             self.audio.extend(data)
+        if self._on_audio is not None:
+            self._on_audio(data)
         if not self.upstream.ended and not self.upstream.state.is_over:
             self.upstream.send_audio(data)
 

@@ -141,18 +141,25 @@ def segments_json(segments: Sequence[Segment]) -> list[dict[str, Any]]:
     return [s.to_json() for s in segments]
 
 
-def delta(rev: int, base_rev: int, final: Sequence[Segment], nonfinal: Sequence[Segment]
-          ) -> dict[str, Any]:
+def delta(rev: int, base_rev: int, final: Sequence[Segment], nonfinal: Sequence[Segment],
+          translation: str = "", nonfinal_translation: str | None = None) -> dict[str, Any]:
     """What one reply changed; a view whose last ``rev`` is not ``base_rev`` asks for a
-    snapshot instead of applying it."""
-    return {"type": "delta", "rev": rev, "base_rev": base_rev,
-            "final": segments_json(final), "nonfinal": segments_json(nonfinal)}
+    snapshot instead of applying it. ``translation`` is appended to the view's
+    translation line; ``nonfinal_translation`` (when given) replaces its grey tail."""
+    out: dict[str, Any] = {"type": "delta", "rev": rev, "base_rev": base_rev,
+                           "final": segments_json(final), "nonfinal": segments_json(nonfinal)}
+    if translation:
+        out["translation"] = translation
+    if nonfinal_translation is not None:
+        out["nonfinal_translation"] = nonfinal_translation
+    return out
 
 
-def snapshot(rev: int, segments: Sequence[Segment], nonfinal: Sequence[Segment]
-             ) -> dict[str, Any]:
+def snapshot(rev: int, segments: Sequence[Segment], nonfinal: Sequence[Segment],
+             translation: str = "", nonfinal_translation: str = "") -> dict[str, Any]:
     return {"type": "snapshot", "rev": rev, "segments": segments_json(segments),
-            "nonfinal": segments_json(nonfinal)}
+            "nonfinal": segments_json(nonfinal), "translation": translation,
+            "nonfinal_translation": nonfinal_translation}
 
 
 def clear(rev: int) -> dict[str, Any]:

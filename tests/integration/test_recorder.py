@@ -183,14 +183,28 @@ async def test_feed_and_stop_from_python(recorder, local_server, engine):
 
 
 async def test_transcribe_file_through_the_widget(recorder, local_server, engine, tmp_path):
-    path = tmp_path / "audio.webm"
-    path.write_bytes(AUDIO)
+    import wave
+
+    path = tmp_path / "audio.wav"
+    with wave.open(str(path), "wb") as w:  # AUDIO as 16 kHz 16-bit mono samples
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(AUDIO)
+    original = path.read_bytes()
     with pytest.raises(Exception, match="no audio recorded yet"):
-        recorder.save_audio(tmp_path / "none.webm")
+        recorder.save_audio(tmp_path / "none.wav")
     t = await recorder.transcribe_file(path, realtime=False)
-    assert t.final_text == engine.text_for(AUDIO) == recorder.final_text
-    assert local_server.sessions[0].audio_bytes == len(AUDIO)
-    assert recorder.save_audio(tmp_path / "kept.webm").read_bytes() == AUDIO
+    assert t.final_text == engine.text_for(original) == recorder.final_text
+    assert local_server.sessions[0].audio_bytes == len(original)
+    # Its own container keeps the bytes exactly as transcribed; others are transcoded.
+    assert recorder.save_audio(tmp_path / "kept.wav").read_bytes() == original
+    assert recorder.save_audio(tmp_path / "kept.flac").stat().st_size > 0
+    samples = recorder.audio_array()
+    assert samples.dtype.name == "float32" and len(samples) == len(AUDIO) // 2
+    assert abs(len(recorder.audio_array(8000)) - len(AUDIO) // 4) <= 1
+    with pytest.raises(ValueError, match=r"\.wav"):
+        recorder.save_audio(tmp_path / "kept.xyz")
     assert recorder.audio_stats["bytes"] == recorder.audio_stats["bytes_sent_upstream"]
 
 
