@@ -117,6 +117,8 @@ function render({ model, el: root }) {
     rev: -1,
     final: [], // segments
     nonfinal: [],
+    translation: "", // final translated text (translation on): its own line
+    nonfinalTranslation: "",
     localError: "",
     startedAt: 0, // when the MediaRecorder started
     pausedMs: 0, // paused time before the current pause, left out of the clock
@@ -156,9 +158,15 @@ function render({ model, el: root }) {
   const nonfinalEl = el("span", "soniox-nonfinal");
   const placeholder = el("span", "soniox-placeholder", "Click Record and speak.");
   transcript.append(placeholder, finalEl, nonfinalEl);
+  // The translation is kept apart from the spoken words, as its own line under them.
+  const translationBox = el("div", "soniox-translation");
+  translationBox.setAttribute("aria-live", "polite");
+  const translationFinal = el("span", "soniox-final");
+  const translationNonfinal = el("span", "soniox-nonfinal");
+  translationBox.append(translationFinal, translationNonfinal);
   const errorBox = el("div", "soniox-error");
   errorBox.setAttribute("role", "alert");
-  box.append(bar, transcript, errorBox);
+  box.append(bar, transcript, translationBox, errorBox);
   root.append(box);
 
   // -- rendering ----------------------------------------------------------------
@@ -244,6 +252,9 @@ function render({ model, el: root }) {
       nonfinalEl.replaceChildren(segmentNodes(state.nonfinal, "soniox-segment"));
       placeholder.hidden = state.final.length > 0 || state.nonfinal.length > 0;
       if (atBottom || recording) transcript.scrollTop = transcript.scrollHeight;
+      translationFinal.textContent = state.translation;
+      translationNonfinal.textContent = state.nonfinalTranslation;
+      translationBox.hidden = !state.translation && !state.nonfinalTranslation;
     }
   }
 
@@ -256,6 +267,8 @@ function render({ model, el: root }) {
           state.rev = msg.rev;
           state.final = appendSegments([], msg.segments);
           state.nonfinal = appendSegments([], msg.nonfinal);
+          state.translation = msg.translation || "";
+          state.nonfinalTranslation = msg.nonfinal_translation || "";
           state.dirtyTranscript = true;
         }
         break;
@@ -267,12 +280,18 @@ function render({ model, el: root }) {
         state.rev = msg.rev;
         appendSegments(state.final, msg.final);
         state.nonfinal = appendSegments([], msg.nonfinal);
+        if (msg.translation) state.translation += msg.translation;
+        if (msg.nonfinal_translation !== undefined) {
+          state.nonfinalTranslation = msg.nonfinal_translation;
+        }
         state.dirtyTranscript = true;
         break;
       case "clear":
         state.rev = msg.rev;
         state.final = [];
         state.nonfinal = [];
+        state.translation = "";
+        state.nonfinalTranslation = "";
         state.dirtyTranscript = true;
         break;
       case "stop_request":
