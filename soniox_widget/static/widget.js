@@ -161,8 +161,8 @@ function render({ model, el: root }) {
   // The translation is kept apart from the spoken words, as its own line under them.
   const translationBox = el("div", "soniox-translation");
   translationBox.setAttribute("aria-live", "polite");
-  const translationFinal = el("span", "soniox-final");
-  const translationNonfinal = el("span", "soniox-nonfinal");
+  const translationFinal = el("span", "soniox-translation-final");
+  const translationNonfinal = el("span", "soniox-translation-nonfinal");
   translationBox.append(translationFinal, translationNonfinal);
   const errorBox = el("div", "soniox-error");
   errorBox.setAttribute("role", "alert");
