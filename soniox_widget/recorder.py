@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -82,6 +83,32 @@ def _friendly(exc: BaseException, backend: Backend | None) -> str:
         text = str(exc).rstrip(".")
         return f"{text}. Click Record to try again."
     return str(exc)
+
+
+def _on_widget_loop(method: Callable[..., None]) -> Callable[..., None]:
+    """Run a control method on the widget's own loop.
+
+    Called from another thread (a subshell, a button callback, a worker), it is
+    handed over to that loop instead of touching its timers and events from here;
+    it then returns at once, and an error it raises there is logged.
+    """
+    @functools.wraps(method)
+    def wrapper(self: SonioxRecorder, *args: Any, **kwargs: Any) -> None:
+        if _on_loop(self._loop) or not self._loop.is_running():
+            return method(self, *args, **kwargs)
+        if args and isinstance(args[0], (memoryview, bytearray)):
+            args = (bytes(args[0]), *args[1:])  # the caller may reuse its buffer
+
+        def call() -> None:
+            try:
+                method(self, *args, **kwargs)
+            except Exception:
+                logger.exception("SonioxRecorder.%s failed", method.__name__)
+
+        self._loop.call_soon_threadsafe(call)
+        return None
+
+    return wrapper
 
 
 class SonioxRecorder(anywidget.AnyWidget):
@@ -482,6 +509,7 @@ class SonioxRecorder(anywidget.AnyWidget):
                 "bytes_sent_upstream": rec.upstream.bytes_sent,
                 "connections": rec.upstream.connections}
 
+    @_on_widget_loop
     def stop(self) -> None:
         """Stop the current recording: the browser sends its last chunk, then the end.
 
@@ -500,6 +528,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         if self.status in BUSY:
             self.status = "finishing"
 
+    @_on_widget_loop
     def pause(self) -> None:
         """Pause the current recording: no audio is sent, the session stays open
         (keepalives), and :meth:`resume` continues the same transcript."""
@@ -510,6 +539,7 @@ class SonioxRecorder(anywidget.AnyWidget):
             self._send_view(vm.pause_request())
         rec.pause()
 
+    @_on_widget_loop
     def resume(self) -> None:
         """Continue a paused recording in the same session."""
         rec = self._recording
@@ -519,6 +549,7 @@ class SonioxRecorder(anywidget.AnyWidget):
             self._send_view(vm.resume_request())
         rec.resume()
 
+    @_on_widget_loop
     def finalize(self, trailing_silence_ms: int | None = None) -> None:
         """Make everything heard so far final now (the service answers with ``<fin>``)."""
         rec = self._recording
@@ -558,6 +589,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         config = self.config.replace(**changes) if changes else self.config
         self._begin(os.urandom(8).hex(), PYTHON_VIEW, config)
 
+    @_on_widget_loop
     def feed(self, data: bytes | bytearray | memoryview, *, audio_format: str | None = None,
              sample_rate: int | None = None, num_channels: int | None = None) -> None:
         """Push audio from Python through the widget's own path; call :meth:`stop` after

@@ -72,9 +72,13 @@ class Recording:
         self._last_seen = self._loop.time()
         self._stop_due: float | None = None
         self._deadline = DeadlineTimer(self._loop, self._due, self._fire)
-        upstream.start()  # now, so what the source sends next finds it started
+        # The upstream starts inside the task (``async with``); until then it queues
+        # audio and commands. A task cancelled before its first step never runs its
+        # body, so the done-callback makes sure the recording still ends.
         self.task: asyncio.Task[None] = self._loop.create_task(
             self._run(), name=f"soniox-recording {session_id}")
+        self.task.add_done_callback(self._task_done)
+        self._reply_failure_logged = False
         if self.from_view:
             self._deadline.arm()
 
@@ -178,7 +182,15 @@ class Recording:
         try:
             async with self.upstream:
                 async for reply in self.upstream.replies():
-                    self._on_reply(reply)
+                    try:
+                        self._on_reply(reply)
+                    except Exception:
+                        # A user's observer raised while a trait was set: that is their
+                        # bug, not the recording's; log it once and go on.
+                        if not self._reply_failure_logged:
+                            self._reply_failure_logged = True
+                            logger.exception("a callback observing the transcript failed "
+                                             "(reported once; the recording goes on)")
         except SonioxError as exc:
             self.error = exc
         except asyncio.CancelledError:
@@ -189,6 +201,12 @@ class Recording:
             logger.exception("recording crashed")
             self.error = SonioxError(f"internal error: {exc}", reason="protocol")
         self._finish()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not self.done.is_set():  # cancelled before it ever ran
+            self.error = self.error or SonioxError("the recording was closed",
+                                                   reason="closed")
+            self._finish()
 
     def _finish(self) -> None:
         self._deadline.cancel()

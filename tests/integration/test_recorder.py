@@ -302,3 +302,55 @@ async def test_no_key_and_soniox_asked_for_shows_what_to_do():
     with pytest.raises(Exception, match="SONIOX_API_KEY"):
         rec.feed(b"audio")
     rec.close()
+
+
+async def test_closing_at_once_after_the_first_chunk_ends_everything(local_server,
+                                                                     no_task_leaks):
+    """Regression: a recording closed before its task ever ran left the widget busy."""
+    rec = SonioxRecorder(url=local_server.url)
+    rec.feed(AUDIO)
+    rec.close()  # same cell, before the loop ran anything
+    with pytest.raises(Exception, match="closed"):
+        await rec.wait_until_idle(timeout=5)
+    assert not rec.is_busy
+    await no_task_leaks()
+
+
+async def test_start_then_abort_at_once_frees_the_recorder(recorder, local_server):
+    """A browser that remembers 'microphone denied' aborts right after its start."""
+    msg(recorder, {"type": "start", "session": "s1", "view": "v1"})
+    msg(recorder, {"type": "abort", "session": "s1", "kind": "mic-denied",
+                   "message": "Microphone permission was denied."})
+    with pytest.raises(Exception, match="denied"):
+        await recorder.wait_until_idle(timeout=5)
+    assert recorder.status == "error" and not recorder.is_busy
+    record(recorder, AUDIO, session="s2", view="v1")  # the next click records
+    await recorder.wait_until_idle(timeout=10)
+    assert recorder.status == "idle"
+
+
+async def test_an_observer_that_raises_does_not_end_the_recording(recorder, engine, caplog):
+    calls = []
+
+    def flaky(change):
+        calls.append(change["new"])
+        if len(calls) == 1:
+            raise KeyError("oops")
+
+    recorder.observe(flaky, names="final_text")
+    record(recorder, AUDIO)
+    await recorder.wait_until_idle(timeout=10)
+    assert recorder.status == "idle" and recorder.final_text == engine.text_for(AUDIO)
+    assert len(calls) > 1 and "observing the transcript failed" in caplog.text
+
+
+async def test_controls_called_from_another_thread_run_on_the_widget_loop(recorder, engine):
+    """A button callback on a subshell thread calls rec.stop(): handed to the loop."""
+    import threading
+
+    recorder.feed(AUDIO)
+    thread = threading.Thread(target=recorder.stop)
+    thread.start()
+    await asyncio.to_thread(thread.join, 5)
+    await recorder.wait_until_idle(timeout=3)  # promptly, not at the next timer
+    assert recorder.status == "idle" and recorder.final_text == engine.text_for(AUDIO)
