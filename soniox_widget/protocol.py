@@ -160,18 +160,33 @@ def parse_reply(message: str | bytes | dict[str, Any]) -> Reply:
     if isinstance(message, dict):
         data = message
     else:
+        text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+        if _too_deep(text):
+            raise ProtocolError("reply is nested too deeply")
         try:
-            data = json.loads(message)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ProtocolError(f"reply is not JSON: {exc}") from None
+            data = json.loads(text, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            raise ProtocolError(f"reply is not JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ProtocolError("reply is not a JSON object")
+    try:
+        return _reply_from(data)
+    except (OverflowError, ValueError, TypeError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
+        raise ProtocolError(f"reply has a value out of range ({type(exc).__name__})") from None
 
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _reply_from(data: dict[str, Any]) -> Reply:
     if "error_code" in data or "error_message" in data:
         code = data.get("error_code")
         try:
             code = int(code) if code is not None else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             code = None
         return Reply(
             error_code=code,

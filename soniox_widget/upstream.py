@@ -345,7 +345,8 @@ class UpstreamSession:
                 self._replies.put_nowait(None)
                 if self._transcoder is not None and action.error is not None:
                     transcoder, self._transcoder = self._transcoder, None
-                    transcoder.abort()
+                    # Its thread may take a moment to stop: not on the event loop.
+                    asyncio.get_running_loop().run_in_executor(None, transcoder.abort)
         self._arm_timer()
 
     def _close_socket(self, ws: ClientConnection) -> None:
@@ -384,6 +385,10 @@ class UpstreamSession:
                     self._handle(self._core.message(conn, frame, self._now()))
             except ConnectionClosed:
                 pass
+            except Exception as exc:  # never a silent end: the session must learn of it
+                logger.exception("processing a reply failed")
+                self._handle(self._core.internal_error(conn, type(exc).__name__,
+                                                       self._now()))
             code = ws.close_code
         finally:
             writer.cancel()

@@ -166,6 +166,11 @@ class _FeedReader:
             self._eof = True
             self._cond.notify_all()
 
+    def starved(self) -> bool:
+        """True when a read would wait: everything fed so far has been read."""
+        with self._cond:
+            return not self._chunks and not self._eof
+
     def read(self, n: int = -1) -> bytes:
         with self._cond:
             while not self._chunks and not self._eof:

@@ -466,6 +466,13 @@ class SessionCore:
             return self._fail(err)
         return self._accept(reply, now)
 
+    def internal_error(self, conn: int, what: str, now: float) -> list[Action]:
+        """The driver could not process what ``conn`` sent: end the session clearly."""
+        if conn != self._conn or self.state.is_over:
+            return []
+        return self._fail(SonioxError(f"could not process a reply from {self.where} "
+                                      f"({what})", reason="protocol"))
+
     def connection_closed(self, conn: int, code: int | None, now: float) -> list[Action]:
         """``conn`` is gone (after an error reply, a network failure or a close)."""
         if conn != self._conn or self.state.is_over:

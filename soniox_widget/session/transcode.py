@@ -10,7 +10,9 @@ A *mark* (a finalize request) placed between chunks comes back out between the
 PCM of the audio before it and the PCM of the audio after it, so a finalize never
 overtakes audio that is still being decoded: a mark is released once the
 demuxer reads a packet that starts at or after the mark's byte position (every
-packet before it is decoded by then), or when the input ends.
+packet before it is decoded by then), when the decoder has read every byte up to
+the mark and waits for more (a paused source: at most the one packet cut by the
+end of the input is still held back), or when the input ends.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class PcmTranscoder:
         self._on_mark = on_mark
         self._on_end = on_end
         self._reader = _FeedReader()
+        self._read = 0  # bytes the decoder has taken from the reader
         self._fed = 0
         self._marks: deque[tuple[int, Any]] = deque()
         self._lock = threading.Lock()
@@ -82,7 +85,7 @@ class PcmTranscoder:
 
         error: str | None = None
         try:
-            with av.open(self._reader, mode="r", options={"probesize": "32768"}) as container:
+            with av.open(self, mode="r", options={"probesize": "32768"}) as container:
                 if not container.streams.audio:
                     raise ValueError("the data has no audio stream")
                 stream = container.streams.audio[0]
@@ -103,6 +106,14 @@ class PcmTranscoder:
                 error = f"{type(exc).__name__}: {exc}"
         self._release_marks(None)
         self._call(self._on_end, error)
+
+    def read(self, n: int = -1) -> bytes:
+        """The decoder's input (PyAV reads it like a file), on the decoder's thread."""
+        if self._reader.starved():
+            self._release_marks(self._read)  # all complete packets before it are out
+        data = self._reader.read(n)
+        self._read += len(data)
+        return data
 
     def _emit(self, pcm: bytes) -> None:
         if self._skip:

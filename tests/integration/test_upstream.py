@@ -205,3 +205,33 @@ async def test_end_sent_during_a_receive_poll_is_not_a_timeout():
             session.end()
             t = await run_session(session, b"")
     assert t.finished
+
+
+@pytest.mark.parametrize("frame", [
+    '{"tokens": [], "final_audio_proc_ms": Infinity}',
+    '{"error_code": 1e400, "error_message": "x"}',
+    '{"tokens": [{"text": "a", "is_final": true, "start_ms": NaN}]}',
+    '{"tokens": [{"text": "a", "is_final": true, "start_ms": 1e400}]}',
+    "[" * 100_000,
+])
+async def test_odd_numbers_and_deep_nesting_in_a_reply_end_the_session_clearly(
+        frame, no_task_leaks):
+    """Regression: NaN/Infinity/overflow/recursion escaped the parser, killed the
+    connection task silently and left the session 'streaming' for good."""
+    async def run(ws):
+        await standin.read_start(ws)
+        await ws.send(frame)
+        async for _ in ws:
+            pass
+
+    async with standin.StandIn(run) as server:
+        async with UpstreamSession(url=server.url, reconnect=NO_RECONNECT) as session:
+            session.send_audio(AUDIO[:100])
+            session.end()
+            with pytest.raises(SonioxError) as info:
+                await asyncio.wait_for(session.wait_finished(), 5)
+    if "error_code" in frame:
+        assert info.value.error_code is None  # an unusable code is no code
+    else:
+        assert info.value.reason == "protocol"
+    await no_task_leaks()
