@@ -90,7 +90,9 @@ class ReconnectPolicy:
     have passed since the drop without a working connection, or at the
     ``max_reconnects``-th drop of one session (each new connection is a new,
     billed Soniox session: a service that keeps failing must not cause a storm).
-    ``max_resend_seconds`` bounds the not-yet-final raw audio kept for resending.
+    ``max_resend_seconds`` bounds the not-yet-final raw audio kept for resending;
+    ``max_container_bytes`` the compressed recording kept to resume it (64 MB: over
+    four hours of the browser's audio; past it a drop ends the session).
     A new connection counts as working once it makes a word final or has stayed up
     ``stable_after`` seconds (a paused session makes no words, but holds).
     """
@@ -102,6 +104,7 @@ class ReconnectPolicy:
     max_resend_seconds: float = 60.0
     max_reconnects: int = 10
     stable_after: float = 10.0
+    max_container_bytes: int = 64 * 1024 * 1024
 
     def delay(self, attempt: int) -> float:
         return min(self.max_delay, self.base_delay * 2 ** max(0, attempt - 1))
@@ -273,7 +276,7 @@ class SessionCore:
             frame = raw_frame_bytes(config.audio_format, config.num_channels or 1)
             self._raw = RawLedger(config.sample_rate or PCM_RATE, frame, max_ms)
         elif reconnect.max_attempts > 0:
-            self._container = ContainerLedger()
+            self._container = ContainerLedger(reconnect.max_container_bytes)
         self._max_resend_ms = max_ms
 
     def __repr__(self) -> str:
