@@ -84,8 +84,11 @@ class Backend:
 
     @property
     def paces_realtime(self) -> bool:
-        """Soniox wants audio at about real-time pace; the local engine takes it faster."""
-        return not self.is_local
+        """Soniox wants audio at about real-time pace (long bursts may be cut off); the
+        local engine, and other servers, take a file as fast as they can."""
+        if self.is_local or self.fixed_url is None:
+            return False
+        return is_soniox_host(urlsplit(self.fixed_url).hostname)
 
     @property
     def url(self) -> str:

@@ -19,6 +19,7 @@ def test_a_key_means_soniox(monkeypatch):
 def test_an_explicit_url_needs_no_key():
     b = choose_backend(url="ws://127.0.0.1:9/transcribe-websocket")
     assert b.api_key is None and b.label == "server at 127.0.0.1:9"
+    assert not b.paces_realtime  # only Soniox wants a file at real-time pace
 
 
 def test_without_key_or_engine_the_message_names_both_fixes(monkeypatch):
