@@ -32,6 +32,16 @@ def make_speech_wav(text: str, path: str | Path, voice: str = "en-us", wpm: int 
     return path
 
 
+def write_wav(path: str | Path, frames: bytes, rate: int = 16000) -> Path:
+    """``frames`` (16-bit mono samples) as a WAV file: a container wrapped around known PCM."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return Path(path)
+
+
 def _read_wav_bytes(raw: bytes) -> tuple[np.ndarray, int]:
     # espeak-ng's --stdout WAV has unknown (0xFFFFFFFF) sizes; take the data after the header.
     rate = int.from_bytes(raw[24:28], "little")

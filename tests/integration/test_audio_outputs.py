@@ -19,6 +19,7 @@ from soniox_widget.headless import paced_chunks
 from soniox_widget.local import LocalSonioxServer, ScriptedEngine
 from soniox_widget.session import NO_RECONNECT
 from tests import speech
+from tests.speech import write_wav as write_pcm_wav
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="needs espeak-ng to make speech")
@@ -51,11 +52,7 @@ def browser_webm(passage_wav) -> bytes:
 
 
 def silent_wav(path, seconds: float, rate: int = 16000):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(int(seconds * rate) * 2))
+    write_pcm_wav(path, bytes(int(seconds * rate) * 2), rate)
     return path
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from soniox_widget.session import ReconnectPolicy
 from soniox_widget.transcript import Transcript
 from tests import standin
 from tests.faults import FaultyRelay
+from tests.speech import write_wav
 
 WORDS = 40
 BYTES_PER_WORD = 3200            # 100 ms of 16 kHz s16 mono
@@ -70,11 +70,7 @@ def speechless_pcm() -> bytes:
 @pytest.fixture
 def wav_file(tmp_path) -> Path:
     path = tmp_path / "audio.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(speechless_pcm())
+    write_wav(path, speechless_pcm(), 16000)
     return path
 
 

@@ -1,20 +1,16 @@
 """transcribe_file from a script and from inside a running event loop (a notebook cell)."""
 
 import asyncio
-import wave
 
 import pytest
 
 from soniox_widget import ConfigError, SonioxError, transcribe_file, transcribe_file_async
 from soniox_widget.local import LocalSonioxServer, ScriptedEngine
+from tests.speech import write_wav as write_pcm_wav
 
 
 def write_wav(path, seconds=1.0, rate=16000):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(int(seconds * rate) * 2))
+    write_pcm_wav(path, bytes(int(seconds * rate) * 2), rate)
     return path
 
 

@@ -25,6 +25,7 @@ from soniox_widget.recorder import SonioxRecorder
 from soniox_widget.session import NO_RECONNECT, ReconnectPolicy
 from tests import standin
 from tests.faults import FaultyRelay
+from tests.speech import write_wav
 
 PCM = SonioxConfig(audio_format="pcm_s16le", sample_rate=16000, num_channels=1)
 MS_PER_WORD = 100
@@ -302,15 +303,9 @@ async def test_widget_refusal_opens_no_new_sessions(no_task_leaks):
 async def test_widget_file_survives_a_drop_and_shows_reconnecting(pcm_engine, tmp_path,
                                                                   no_task_leaks):
     """rec.transcribe_file through a relay that drops mid-file: one transcript."""
-    import wave
-
     audio = pcm_audio(40)
     path = tmp_path / "noise.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(audio)
+    write_wav(path, audio, 16000)
     async with LocalSonioxServer(pcm_engine) as server, FaultyRelay(server.port) as relay:
         rec = SonioxRecorder(url=relay.url(), reconnect=FAST)
         statuses = []

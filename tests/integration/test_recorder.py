@@ -15,6 +15,7 @@ import pytest
 
 from soniox_widget.local import LocalSonioxServer, ScriptedEngine
 from soniox_widget.recorder import SonioxRecorder
+from tests.speech import write_wav
 
 AUDIO = bytes(range(256)) * 20
 
@@ -183,14 +184,8 @@ async def test_feed_and_stop_from_python(recorder, local_server, engine):
 
 
 async def test_transcribe_file_through_the_widget(recorder, local_server, engine, tmp_path):
-    import wave
-
     path = tmp_path / "audio.wav"
-    with wave.open(str(path), "wb") as w:  # AUDIO as 16 kHz 16-bit mono samples
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(AUDIO)
+    write_wav(path, AUDIO, 16000)
     original = path.read_bytes()
     with pytest.raises(Exception, match="no audio recorded yet"):
         recorder.save_audio(tmp_path / "none.wav")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import wave
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -17,6 +16,7 @@ from websockets.asyncio.server import ServerConnection
 from soniox_widget.local import LocalSonioxServer, ScriptedEngine
 from soniox_widget.recorder import SonioxRecorder
 from tests import standin
+from tests.speech import write_wav
 
 AUDIO = bytes(range(256)) * 20
 
@@ -106,11 +106,7 @@ async def test_on_audio_gets_bytes_and_samples_and_a_failing_callback_is_harmles
     rate = 16000
     tone = (np.sin(2 * np.pi * 440 * np.arange(rate) / rate) * 0.3 * 32767).astype("<i2")
     path = tmp_path / "tone.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(tone.tobytes())
+    write_wav(path, tone.tobytes(), rate)
     async with LocalSonioxServer(ScriptedEngine(bytes_per_word=1000)) as server:
         rec = SonioxRecorder(url=server.url)
         chunks, samples = [], []

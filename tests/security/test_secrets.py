@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import wave
 
 import pytest
 from websockets.asyncio.client import connect
@@ -24,6 +23,7 @@ from soniox_widget.proxy import ProxyServer
 from soniox_widget.recorder import SonioxRecorder
 from soniox_widget.session import NO_RECONNECT
 from tests import standin
+from tests.speech import write_wav
 
 SECRET = "sk-test-7f3a9c1e5b2d4f6a8c0e"
 AUDIO = bytes(range(256)) * 10
@@ -68,11 +68,7 @@ async def test_debug_logs_of_a_session_never_show_the_key(keyed_server, all_debu
 async def test_transcribe_file_and_widget_logs_never_show_the_key(keyed_server, all_debug,
                                                                   tmp_path):
     path = tmp_path / "a.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(AUDIO)
+    write_wav(path, AUDIO, 16000)
     t = await transcribe_file_async(path, url=keyed_server.url, api_key=SECRET)
     rec = SonioxRecorder(url=keyed_server.url, api_key=SECRET)
     rec.feed(AUDIO)
