@@ -21,6 +21,7 @@ const LABELS = {
   reconnecting: "Stop",
   finishing: "Finishing…",
   error: "Record",
+  unavailable: "Record",
 };
 
 const STATUS_TEXT = {
@@ -32,6 +33,7 @@ const STATUS_TEXT = {
   reconnecting: "Connection lost — reconnecting…",
   finishing: "Finishing the last words",
   error: "Error",
+  unavailable: "No microphone in this page",
 };
 
 // Phases in which a session is open: only the view that owns it may press the button.
@@ -63,28 +65,85 @@ function formatElapsed(ms) {
   return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 }
 
+// One message per real cause; `kind` goes to the kernel with the abort message.
+const MIC_PROBLEMS = {
+  insecure: {
+    kind: "insecure-context",
+    message:
+      "This page is not a secure context, so the browser offers no microphone: open this " +
+      "notebook over https or on localhost.",
+  },
+  policy: {
+    kind: "blocked-by-policy",
+    message:
+      "This front end does not allow microphone access (its permissions policy blocks it). " +
+      "Use JupyterLab or Notebook in a browser, or push audio from Python with " +
+      "rec.transcribe_file() or rec.feed().",
+  },
+  denied: {
+    kind: "mic-denied",
+    message:
+      "Microphone permission was denied. Allow microphone access for this page in the " +
+      "browser's site settings, then click Record again.",
+  },
+  noMic: {
+    kind: "no-mic",
+    message:
+      "No usable microphone was found. Connect one (or choose an input device in the " +
+      "system settings), then click Record again.",
+  },
+};
+
+function recorderProblem(detail) {
+  return { kind: "recorder", message: `The browser could not record: ${detail}` };
+}
+
+// Whether the page's permissions policy lets it use the microphone: true, false, or null
+// when the browser cannot tell (no permissionsPolicy/featurePolicy, e.g. Firefox, Safari).
+// An iframe without allow="microphone" (VS Code's notebook webviews) answers false.
+function policyAllowsMic() {
+  for (const policy of [document.permissionsPolicy, document.featurePolicy]) {
+    if (policy && typeof policy.allowsFeature === "function") {
+      try {
+        return policy.allowsFeature("microphone") !== false;
+      } catch {
+        // an unknown feature name may throw: try the other API
+      }
+    }
+  }
+  return null;
+}
+
+// Why this page can never record, known before any click (null: it may record).
+function micUnavailable() {
+  if (globalThis.isSecureContext === false) return MIC_PROBLEMS.insecure;
+  const devices = globalThis.navigator && navigator.mediaDevices;
+  if (!devices || typeof devices.getUserMedia !== "function") {
+    // Browsers hide mediaDevices outside secure contexts; one that does not know
+    // isSecureContext at all is old enough that the same advice is the likely fix.
+    return globalThis.isSecureContext === undefined
+      ? MIC_PROBLEMS.insecure
+      : recorderProblem("this browser offers no microphone (navigator.mediaDevices).");
+  }
+  if (policyAllowsMic() === false) return MIC_PROBLEMS.policy;
+  if (pickMimeType() === null) return recorderProblem("this browser has no MediaRecorder.");
+  return null;
+}
+
+// A getUserMedia or MediaRecorder failure, mapped to its cause. NotAllowedError is also
+// what a permissions policy gives (no prompt was ever shown), so the policy is asked first.
 function micError(err) {
   const name = err && err.name;
   if (name === "NotAllowedError" || name === "SecurityError") {
-    return {
-      kind: "mic-denied",
-      message:
-        "Microphone permission was denied. Allow microphone access for this page in the " +
-        "browser's site settings, then click Record again.",
-    };
+    if (globalThis.isSecureContext === false) return MIC_PROBLEMS.insecure;
+    // SecurityError means the document may not use the microphone at all, not a refusal.
+    if (policyAllowsMic() === false || name === "SecurityError") return MIC_PROBLEMS.policy;
+    return MIC_PROBLEMS.denied;
   }
   if (name === "NotFoundError" || name === "OverconstrainedError" || name === "NotReadableError") {
-    return {
-      kind: "no-mic",
-      message:
-        "No usable microphone was found. Connect one (or choose an input device in the " +
-        "system settings), then click Record again.",
-    };
+    return MIC_PROBLEMS.noMic;
   }
-  return {
-    kind: "recorder",
-    message: `The browser could not record: ${err && err.message ? err.message : err}`,
-  };
+  return recorderProblem(err && err.message ? err.message : String(err));
 }
 
 // Merge segments {text, speaker, language} into a list, joining equal neighbours.
@@ -120,6 +179,9 @@ function render({ model, el: root }) {
     translation: "", // final translated text (translation on): its own line
     nonfinalTranslation: "",
     localError: "",
+    // Why this page cannot record at all ({kind, message}), found at render: Record stays
+    // disabled and the error box says what to do instead.
+    unavailable: micUnavailable(),
     startedAt: 0, // when the MediaRecorder started
     pausedMs: 0, // paused time before the current pause, left out of the clock
     frozenAt: 0, // when the clock stopped (pause or stop); 0 while it runs
@@ -179,6 +241,9 @@ function render({ model, el: root }) {
     // kernel's status is the truth, so every view shows the same thing.
     const ks = kernelStatus();
     if (state.phase === "requesting-mic") return "requesting-mic";
+    if (state.unavailable && !state.session && (ks === "idle" || ks === "error")) {
+      return "unavailable";
+    }
     if (state.localError) return "error";
     if (ks === "error") return "error";
     if (state.phase === "finishing" && ks !== "idle") return "finishing";
@@ -222,10 +287,13 @@ function render({ model, el: root }) {
     label.textContent = LABELS[phase] || "Record";
     const mine = state.session !== null;
     button.disabled =
+      phase === "unavailable" ||
       phase === "finishing" ||
       phase === "requesting-mic" ||
       (!mine && (elsewhere || SESSION_PHASES.has(phase)));
-    button.title = elsewhere && !mine ? "Recording in another view" : "";
+    button.title = phase === "unavailable" ? state.unavailable.message
+      : elsewhere && !mine ? "Recording in another view" : "";
+    if (state.unavailable) box.dataset.micUnavailable = state.unavailable.kind;
     status.textContent = elsewhere && !mine && phase === "recording"
       ? "Recording in another view"
       : STATUS_TEXT[phase] || phase;
@@ -241,9 +309,12 @@ function render({ model, el: root }) {
     if (mine) elapsed.textContent = formatElapsed(state.startedAt ? recordedMs() : 0);
     meter.hidden = !recording;
     level.style.width = `${Math.round(Math.min(1, state.level) * 100)}%`;
-    const error = state.localError || model.get("error") || "";
+    const kernelError = model.get("error") || "";
+    const error = phase === "unavailable"
+      ? [state.unavailable.message, kernelError].filter(Boolean).join(" ")
+      : state.localError || kernelError;
     errorBox.textContent = error;
-    errorBox.hidden = !error || phase !== "error";
+    errorBox.hidden = !error || (phase !== "error" && phase !== "unavailable");
     if (state.dirtyTranscript) {
       state.dirtyTranscript = false;
       const atBottom =
@@ -383,15 +454,12 @@ function render({ model, el: root }) {
     capture.heartbeat = setInterval(() => {
       if (state.session === session) send({ type: "heartbeat", session });
     }, HEARTBEAT_MS);
+    // Known causes (normally found at render, which keeps Record disabled) end here,
+    // before the browser is asked; the kernel learns them from the abort message.
+    const cause = micUnavailable();
+    if (cause) return failCapture(session, cause);
     let stream;
     try {
-      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-        throw Object.assign(new Error("this page cannot use the microphone (it needs a secure "
-          + "context: https or localhost)"), { name: "SecurityError" });
-      }
-      if (mimeType === null) {
-        throw new Error("this browser has no MediaRecorder");
-      }
       stream = await navigator.mediaDevices.getUserMedia({
         audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false,
           autoGainControl: false },

@@ -1,0 +1,282 @@
+"""Why Record cannot use the microphone, told right (issue 13), and legible muted text.
+
+Real hosts: JupyterLab opened over plain http on a non-localhost name (no secure context),
+a browser that denies the permission, and a cross-origin iframe without
+``allow="microphone"`` (what VS Code's notebook webviews are) loading the widget's module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import http.server
+import json
+import secrets
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    Lab,
+    _need,
+    jupyter_server,
+    open_notebook,
+    read_result,
+    run_cell,
+)
+
+pytestmark = pytest.mark.browser
+
+STATIC = Path(__file__).resolve().parents[2] / "soniox_widget" / "static"
+HOST = "lab.test"  # resolved to 127.0.0.1 by Chromium only: not a secure context
+INSECURE_TEXT = "This page is not a secure context"
+POLICY_TEXT = "This front end does not allow microphone access"
+DENIED_TEXT = "Microphone permission was denied"
+RECORDER_CELL = "from soniox_widget import SonioxRecorder\nrec = SonioxRecorder()\nrec"
+OUT = ".jp-OutputArea-output"
+
+
+@contextlib.contextmanager
+def browser(wav: Path, tmp: Path, *extra: str, fake_ui: bool = True):
+    """conftest's Chromium (same flags, fake microphone) with extra command-line flags."""
+    _need(CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    args = [*CHROMIUM_FLAGS, "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}", *extra]
+    if fake_ui:
+        args.append("--use-fake-ui-for-media-stream")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp / f"profile-{secrets.token_hex(4)}"), executable_path=CHROMIUM,
+            headless=True, args=args, viewport={"width": 1200, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def named_lab(tmp_path_factory) -> Iterator[Lab]:
+    """A JupyterLab that also answers to Host: lab.test (a Jupyter server refuses a
+    non-local Host by default). conftest's server reads its config from the scratch
+    JUPYTER_CONFIG_DIR, so the setting goes there."""
+    root = tmp_path_factory.mktemp("named-lab")
+    config = root / ".jupyter-config"
+    config.mkdir()
+    (config / "jupyter_server_config.json").write_text(json.dumps(
+        {"ServerApp": {"local_hostnames": ["localhost", HOST]}}))
+    with jupyter_server(root, "lab") as server:
+        yield server
+
+
+def on_host(lab: Lab, host: str) -> Lab:
+    """The same server, its URLs on another host name."""
+    named = copy.copy(lab)
+    named.url = lambda path: (f"http://{host}:{lab.port}{path}"  # type: ignore[method-assign]
+                              f"{'&' if '?' in path else '?'}token={lab.token}")
+    return named
+
+
+def test_insecure_context_says_so_at_render(named_lab, speech_wav, tmp_path):
+    wav, _ = speech_wav
+    name = named_lab.write_notebook("insecure.ipynb", [RECORDER_CELL])
+    lab = on_host(named_lab, HOST)
+    with browser(wav, tmp_path, f"--host-resolver-rules=MAP {HOST} 127.0.0.1") as context:
+        page = open_notebook(context, lab, name)
+        assert page.evaluate("() => [window.isSecureContext, !!navigator.mediaDevices]") \
+            == [False, False]
+        run_cell(page, 0)
+        root = page.wait_for_selector(f"{OUT} .soniox-recorder", timeout=60_000)
+        page.wait_for_selector(f"{OUT} .soniox-error:not([hidden])", timeout=10_000)
+        shown = page.inner_text(f"{OUT} .soniox-error")
+        assert INSECURE_TEXT in shown and "https or on localhost" in shown
+        assert root.get_attribute("data-mic-unavailable") == "insecure-context"
+        assert page.is_disabled(f"{OUT} .soniox-button")
+        assert "permission was denied" not in page.inner_text(OUT).lower()
+
+
+def test_denied_permission_still_gives_the_denied_advice(lab, speech_wav, tmp_path):
+    wav, _ = speech_wav
+    name = lab.write_notebook("denied-advice.ipynb", [
+        RECORDER_CELL,
+        "import json\njson.dump({'error': rec.error, 'status': rec.status},"
+        " open('denied-advice.json', 'w'))",
+    ])
+    with browser(wav, tmp_path, fake_ui=False) as context:
+        page = open_notebook(context, lab, name)
+        context.clear_permissions()
+        run_cell(page, 0)
+        root = page.wait_for_selector(f"{OUT} .soniox-recorder", timeout=60_000)
+        assert not page.is_disabled(f"{OUT} .soniox-button")
+        assert root.get_attribute("data-mic-unavailable") is None
+        page.click(f"{OUT} .soniox-button")
+        page.wait_for_selector(f"{OUT} .soniox-recorder[data-status='error']", timeout=60_000)
+        shown = page.inner_text(f"{OUT} .soniox-error")
+        run_cell(page, 1)
+        result = read_result(lab, "denied-advice.json")
+    assert DENIED_TEXT in shown and "site settings" in shown
+    assert INSECURE_TEXT not in shown and POLICY_TEXT not in shown
+    assert result["error"] == shown.strip() and result["status"] == "error"
+
+
+# -- contrast -------------------------------------------------------------------------------
+
+CONTRAST_JS = """
+(root) => {
+  const rgba = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const c = [r, g, b].map((v) => v / 255)
+      .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  const over = (fg, bg) => {  // a translucent colour drawn on the background
+    const a = fg.length > 3 ? fg[3] : 1;
+    return [0, 1, 2].map((i) => fg[i] * a + bg[i] * (1 - a));
+  };
+  const ratio = (a, b) => (Math.max(lum(a), lum(b)) + 0.05) / (Math.min(lum(a), lum(b)) + 0.05);
+  const bg = rgba(getComputedStyle(root).backgroundColor).slice(0, 3);
+  const out = { background: bg };
+  for (const cls of ["soniox-nonfinal", "soniox-status", "soniox-final"]) {
+    const fg = rgba(getComputedStyle(root.querySelector("." + cls)).color);
+    out[cls] = ratio(over(fg, bg), bg);
+  }
+  return out;
+}
+"""
+
+
+def test_muted_text_contrast_light_and_dark(named_lab, speech_wav, tmp_path):
+    wav, _ = speech_wav
+    name = named_lab.write_notebook("contrast.ipynb", [RECORDER_CELL])
+    with browser(wav, tmp_path) as context:
+        page = open_notebook(context, named_lab, name)
+        run_cell(page, 0)
+        root = page.wait_for_selector(f"{OUT} .soniox-recorder", timeout=60_000)
+        light = root.evaluate(CONTRAST_JS)
+        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
+                      " {theme: 'JupyterLab Dark'})")
+        page.wait_for_function(
+            "() => document.body.dataset.jpThemeLight === 'false' && getComputedStyle("
+            "document.querySelector('.jp-OutputArea-output .soniox-recorder'))"
+            ".backgroundColor !== 'rgb(255, 255, 255)'", timeout=30_000)
+        dark = root.evaluate(CONTRAST_JS)
+        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
+                      " {theme: 'JupyterLab Light'})")
+    assert light["background"] == [255, 255, 255], light
+    assert sum(dark["background"]) < 3 * 60, dark  # a dark background (#212121)
+    for theme in (light, dark):
+        assert theme["soniox-nonfinal"] >= 4.5, theme
+        assert theme["soniox-status"] >= 4.5, theme
+        # Non-final words stay visibly lighter than final ones.
+        assert theme["soniox-final"] > theme["soniox-nonfinal"] + 2, theme
+
+
+# -- permissions policy: a cross-origin iframe without allow="microphone" ----------------
+
+INNER_HTML = """<!doctype html><html><head><link rel="stylesheet" href="widget.css"></head>
+<body><div id="root"></div><script type="module">
+const values = {status: "idle", error: "", engine_label: "", active_view: ""};
+window.sent = [];
+const model = {
+  get: (k) => values[k], set: (k, v) => { values[k] = v; }, on() {}, off() {},
+  send: (msg) => window.sent.push(msg), save_changes() {},
+};
+// ?late: the policy cannot be read at render (as in a browser without the API), only
+// when getUserMedia fails; the widget must still name the policy, not a denial.
+const late = location.search.includes("late");
+const hidden = ["featurePolicy", "permissionsPolicy"];
+if (late) hidden.forEach((k) => Object.defineProperty(document, k, {value: undefined,
+  configurable: true}));
+const widget = (await import("./widget.js")).default;
+widget.render({model, el: document.getElementById("root")});
+if (late) hidden.forEach((k) => delete document[k]);
+window.rendered = true;
+</script></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def static_site(tmp_path_factory) -> Iterator[tuple[int, Path]]:
+    """The package's widget.js on 127.0.0.1; pages embed it from localhost (another
+    origin, both secure contexts), with and without allow="microphone"."""
+    site = tmp_path_factory.mktemp("site")
+    for name in ("widget.js", "widget.css"):
+        shutil.copy(STATIC / name, site / name)
+    (site / "inner.html").write_text(INNER_HTML)
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    for page, allow, query in (("outer", "", ""), ("outer-allow", ' allow="microphone"', ""),
+                               ("outer-late", "", "?late")):
+        (site / f"{page}.html").write_text(
+            f'<!doctype html><iframe{allow} width="800" height="300" '
+            f'src="http://localhost:{port}/inner.html{query}"></iframe>')
+    try:
+        yield port, site
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _widget_frame(context, port: int, page_name: str):
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{port}/{page_name}", timeout=30_000)
+    frame = page.wait_for_selector("iframe", timeout=10_000).content_frame()
+    frame.wait_for_function("() => window.rendered === true", timeout=10_000)
+    return frame
+
+
+def test_iframe_without_microphone_permission_is_told_at_render(static_site, speech_wav,
+                                                                 tmp_path):
+    port, _ = static_site
+    wav, _ = speech_wav
+    with browser(wav, tmp_path) as context:
+        frame = _widget_frame(context, port, "outer.html")
+        assert frame.evaluate("() => document.featurePolicy.allowsFeature('microphone')") \
+            is False
+        shown = frame.inner_text(".soniox-error")
+        assert POLICY_TEXT in shown and "rec.transcribe_file()" in shown
+        assert frame.get_attribute(".soniox-recorder", "data-mic-unavailable") \
+            == "blocked-by-policy"
+        assert frame.is_disabled(".soniox-button")
+        assert "permission was denied" not in frame.inner_text(".soniox-recorder").lower()
+
+        # The same module where the host allows the microphone: Record works as before.
+        frame = _widget_frame(context, port, "outer-allow.html")
+        assert frame.is_hidden(".soniox-error")
+        assert frame.get_attribute(".soniox-recorder", "data-mic-unavailable") is None
+        frame.click(".soniox-button")
+        frame.wait_for_function("() => window.sent.some((m) => m.type === 'chunk')",
+                                timeout=15_000)
+        assert not frame.evaluate("() => window.sent.some((m) => m.type === 'abort')")
+
+
+def test_policy_found_only_at_click_is_not_called_a_denial(static_site, speech_wav, tmp_path):
+    """getUserMedia's NotAllowedError in a policy-blocked frame maps to the policy advice."""
+    port, _ = static_site
+    wav, _ = speech_wav
+    with browser(wav, tmp_path) as context:
+        frame = _widget_frame(context, port, "outer-late.html")
+        assert frame.get_attribute(".soniox-recorder", "data-mic-unavailable") is None
+        frame.click(".soniox-button")
+        frame.wait_for_function("() => window.sent.some((m) => m.type === 'abort')",
+                                timeout=15_000)
+        sent = frame.evaluate("() => window.sent")
+    abort = next(m for m in sent if m["type"] == "abort")
+    assert [m["type"] for m in sent if m["type"] in ("start", "abort")] == ["start", "abort"]
+    assert abort["kind"] == "blocked-by-policy" and POLICY_TEXT in abort["message"]
+    assert abort["session"] == next(m for m in sent if m["type"] == "start")["session"]
