@@ -567,7 +567,16 @@ class SonioxRecorder(anywidget.AnyWidget):
         """
         rec = self._recording or self._last_recording
         if rec is not None:
-            await asyncio.wait_for(rec.done.wait(), timeout)
+            # asyncio.wait, not wait_for: on Python 3.10/3.11 wait_for can swallow a
+            # cancel that arrives as the recording ends.
+            waiter = asyncio.ensure_future(rec.done.wait())
+            try:
+                done, _ = await asyncio.wait({waiter}, timeout=timeout)
+            finally:
+                waiter.cancel()
+            if not done:
+                raise TimeoutError(f"the recording did not finish within {timeout:g} s; it "
+                                   "goes on (check rec.status), or call rec.stop()")
             if rec.error is not None:
                 raise rec.error
         return self.transcript
