@@ -247,6 +247,12 @@ class SonioxRecorder(anywidget.AnyWidget):
                 self._send_snapshot()
             elif isinstance(message, vm.ViewError):
                 logger.warning("widget view error: %s", message.message)
+            elif isinstance(message, vm.Unavailable):
+                # The same advice as the page shows, for code reading rec.error. The
+                # status stays as it is: other views (or rec.feed) may still record.
+                logger.info("a view cannot record (%s): %s", message.kind, message.message)
+                if self._recording is None:
+                    self.error = message.message
             elif isinstance(message, vm.Finalize):
                 self.finalize()
             else:

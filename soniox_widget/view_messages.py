@@ -6,8 +6,9 @@ naming what is wrong), and every message the kernel sends a view is built here.
 
 View → kernel: ``start``, ``chunk`` (+ one binary buffer), ``stop``, ``abort``,
 ``pause``, ``resume``, ``heartbeat``, ``finalize``, ``snapshot_request``,
-``view_error``. Kernel → view: ``delta``, ``snapshot``, ``clear``, ``rejected``,
-``stop_request``, ``pause_request``, ``resume_request``.
+``view_error``, ``unavailable`` (this front end can never record: why).
+Kernel → view: ``delta``, ``snapshot``, ``clear``, ``rejected``, ``stop_request``,
+``pause_request``, ``resume_request``.
 """
 
 from __future__ import annotations
@@ -76,12 +77,20 @@ class SnapshotRequest:
 
 
 @dataclass(frozen=True)
+class Unavailable:
+    """A view found at render that its page has no usable microphone."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
 class ViewError:
     message: str
 
 
 ViewMessage = (Start | Chunk | Stop | Abort | Pause | Resume | Heartbeat | Finalize
-               | SnapshotRequest | ViewError)
+               | SnapshotRequest | ViewError | Unavailable)
 #: Messages that belong to one recording (they carry its session id).
 SessionMessage = (Chunk, Stop, Abort, Pause, Resume, Heartbeat)
 
@@ -129,6 +138,8 @@ def parse_view_message(content: Any, buffers: Sequence[Any] = ()) -> ViewMessage
                         else None)
     if kind == "snapshot_request":
         return SnapshotRequest()
+    if kind == "unavailable":
+        return Unavailable(_text(content, "kind"), _text(content, "message"))
     if kind == "view_error":
         return ViewError(str(content.get("message"))[:2000])
     raise ViewMessageError(f"unknown message type {str(kind)[:40]!r}")

@@ -311,7 +311,7 @@ function render({ model, el: root }) {
     level.style.width = `${Math.round(Math.min(1, state.level) * 100)}%`;
     const kernelError = model.get("error") || "";
     const error = phase === "unavailable"
-      ? [state.unavailable.message, kernelError].filter(Boolean).join(" ")
+      ? [...new Set([state.unavailable.message, kernelError].filter(Boolean))].join(" ")
       : state.localError || kernelError;
     errorBox.textContent = error;
     errorBox.hidden = !error || (phase !== "error" && phase !== "unavailable");
@@ -631,6 +631,11 @@ function render({ model, el: root }) {
   model.on("change:engine_label", onChange);
   model.on("change:active_view", onActiveView);
   model.send({ type: "snapshot_request" });
+  // Tell the kernel too, so rec.error says why this front end cannot record.
+  if (state.unavailable) {
+    send({ type: "unavailable", kind: state.unavailable.kind,
+      message: state.unavailable.message });
+  }
   paint();
 
   return () => {

@@ -87,7 +87,11 @@ def on_host(lab: Lab, host: str) -> Lab:
 
 def test_insecure_context_says_so_at_render(named_lab, speech_wav, tmp_path):
     wav, _ = speech_wav
-    name = named_lab.write_notebook("insecure.ipynb", [RECORDER_CELL])
+    name = named_lab.write_notebook("insecure.ipynb", [
+        RECORDER_CELL,
+        "import json\njson.dump({'error': rec.error, 'status': rec.status},"
+        " open('insecure.json', 'w'))",
+    ])
     lab = on_host(named_lab, HOST)
     with browser(wav, tmp_path, f"--host-resolver-rules=MAP {HOST} 127.0.0.1") as context:
         page = open_notebook(context, lab, name)
@@ -101,6 +105,11 @@ def test_insecure_context_says_so_at_render(named_lab, speech_wav, tmp_path):
         assert root.get_attribute("data-mic-unavailable") == "insecure-context"
         assert page.is_disabled(f"{OUT} .soniox-button")
         assert "permission was denied" not in page.inner_text(OUT).lower()
+        assert shown.count(INSECURE_TEXT) == 1  # the kernel's copy is not shown twice
+        run_cell(page, 1)
+        result = read_result(named_lab, "insecure.json")
+    # The kernel knows why too: the same advice in rec.error, and it can still record.
+    assert result == {"error": shown.strip(), "status": "idle"}
 
 
 def test_denied_permission_still_gives_the_denied_advice(lab, speech_wav, tmp_path):
