@@ -1,0 +1,365 @@
+"""Benchmark of the standalone proxy against the guide's proxy, over 127.0.0.1.
+
+    .venv/bin/python benchmarks/bench_proxy.py            # full run (~2 minutes)
+    .venv/bin/python benchmarks/bench_proxy.py --quick    # ~40 s
+
+Three paths, measured side by side in one run against the same instant-echo upstream (a
+small websockets server in its own process, started from this file with ``--upstream``):
+
+- direct: clients speak to the upstream themselves (they send the start message);
+- guide: the guide's proxy, run unchanged from /work/shared/seed/seed_proxy.py;
+- ours: ``python -m soniox_widget.proxy`` (loopback, no token).
+
+Each proxy runs in its own process. The upstream answers every binary frame at once with
+one small JSON reply naming it, and the empty frame with ``{"tokens":[],"finished":true}``.
+
+Scenario A (saturation): 4 clients send 2.5 kB frames unpaced, with at most WINDOW frames
+awaiting their reply per client, for a fixed time; replies per second.
+Scenario B (real time): 50 clients send one 2.5 kB frame every 120 ms; latency from sending
+a frame to receiving its reply, p50 and p99.
+Every client first sends one warm-up frame and waits for its reply, so connecting to the
+upstream is not counted in the rates or latencies. The proxy's CPU (user + sys, from
+/proc/PID/stat) is counted from before the clients connect until they have all closed.
+
+Prints a markdown table and the ratios ours / guide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = Path("/work/shared/seed/seed_proxy.py")
+FRAME_BYTES = 2500
+PACE_S = 0.12
+WINDOW = 4  # frames in flight per client in scenario A
+SAT_CLIENTS = 4
+RT_CLIENTS = 50
+START_MESSAGE = json.dumps({"api_key": "bench-key", "audio_format": "auto",
+                            "model": "stt-rt-preview"})
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- the instant-echo upstream (its own process) ------------------------------------------
+
+async def _echo(ws: ServerConnection) -> None:
+    try:
+        await ws.recv()  # the start message
+        while True:
+            frame = await ws.recv()
+            if isinstance(frame, bytes) and frame:
+                seq = struct.unpack_from(">I", frame)[0]
+                await ws.send(f'{{"tokens":[{{"text":" f{seq}","is_final":true}}]}}')
+            elif not frame:  # the empty frame, binary or text, ends the stream
+                await ws.send('{"tokens":[],"finished":true}')
+                await ws.close()
+                return
+            # other text frames (keepalive, finalize) need no reply here
+    except ConnectionClosed:
+        return
+
+
+async def run_upstream(port: int) -> None:
+    async with serve(_echo, "127.0.0.1", port, max_size=2**24) as server:
+        await server.serve_forever()
+
+
+# -- processes ------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:g} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc/PID/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+class Processes:
+    """Starts subprocesses in a scratch directory (so no .env is read) and stops them all."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+        self.cwd = tempfile.mkdtemp(prefix="bench_proxy_")
+
+    def start(self, args: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SONIOX_")}
+        full_env.update(env, PYTHONPATH=str(ROOT))
+        proc = subprocess.Popen(args, env=full_env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.procs.append(proc)
+        try:
+            wait_for_port(port, proc)
+        except RuntimeError:
+            self.stop(proc)
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            raise RuntimeError(f"could not start {args}:\n{err}") from None
+        return proc
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if proc.stderr:
+            proc.stderr.close()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(self.procs):
+            self.stop(proc)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.cwd)
+
+
+# -- clients --------------------------------------------------------------------------------
+
+@dataclass
+class Client:
+    url: str
+    send_start: bool
+    payload: bytes
+    sent: dict[int, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    received: int = 0
+    last_reply: float = 0.0
+    finished: bool = False
+    inflight: asyncio.Semaphore | None = None
+    got: dict[int, asyncio.Event] = field(default_factory=dict)
+
+    def frame(self, seq: int) -> bytes:
+        return struct.pack(">I", seq) + self.payload
+
+    async def reader(self, ws) -> None:
+        async for message in ws:
+            now = time.perf_counter()
+            reply = json.loads(message)
+            if reply.get("finished"):
+                self.finished = True
+                return
+            if reply.get("error_code"):
+                raise RuntimeError(f"error reply: {reply}")
+            for token in reply.get("tokens", []):
+                seq = int(token["text"].strip()[1:])
+                sent_at = self.sent.pop(seq, None)
+                if sent_at is None:
+                    continue
+                self.received += 1
+                self.last_reply = now
+                if seq > 0:
+                    self.latencies.append(now - sent_at)
+                if self.inflight is not None:
+                    self.inflight.release()
+                event = self.got.pop(seq, None)
+                if event is not None:
+                    event.set()
+
+    async def send(self, ws, seq: int) -> None:
+        self.sent[seq] = time.perf_counter()
+        await ws.send(self.frame(seq))
+
+
+async def run_clients(url: str, send_start: bool, n_clients: int, seconds: float,
+                      paced: bool, proxy_pid: int | None) -> dict[str, float]:
+    payload = os.urandom(FRAME_BYTES - 4)  # encoded audio does not compress either
+    clients = [Client(url, send_start, payload) for _ in range(n_clients)]
+    warmed = 0
+    all_warm = asyncio.Event()
+    go: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    stop_at = [0.0]
+
+    async def one(client: Client, offset: float) -> int:
+        nonlocal warmed
+        async with connect(url, max_size=2**24, open_timeout=20, close_timeout=5) as ws:
+            if send_start:
+                await ws.send(START_MESSAGE)
+            reader = asyncio.create_task(client.reader(ws))
+            try:
+                # warm-up: the upstream connection is open once this frame came back
+                client.got[0] = asyncio.Event()
+                await client.send(ws, 0)
+                await asyncio.wait_for(client.got[0].wait(), 30)
+                warmed += 1
+                if warmed == n_clients:
+                    all_warm.set()
+                t0 = await go
+                sent = 0
+                if paced:
+                    next_at = t0 + offset
+                    while next_at < stop_at[0]:
+                        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                        sent += 1
+                        await client.send(ws, sent)
+                        next_at += PACE_S
+                else:
+                    client.inflight = asyncio.Semaphore(WINDOW)
+                    while time.perf_counter() < stop_at[0]:
+                        await asyncio.wait_for(client.inflight.acquire(), 30)
+                        sent += 1
+                        await client.send(ws, sent)
+                await ws.send(b"")
+                await asyncio.wait_for(reader, 30)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+        return sent
+
+    cpu0 = cpu_seconds(proxy_pid) if proxy_pid else 0.0
+    tasks = [asyncio.create_task(one(c, i * PACE_S / n_clients)) for i, c in enumerate(clients)]
+    try:
+        await asyncio.wait_for(all_warm.wait(), 60)
+        t0 = time.perf_counter()
+        stop_at[0] = t0 + seconds
+        go.set_result(t0)
+        sent = await asyncio.wait_for(asyncio.gather(*tasks), seconds + 90)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = max(c.last_reply for c in clients) - t0  # until the last frame's reply
+    cpu = (cpu_seconds(proxy_pid) - cpu0) if proxy_pid else float("nan")
+    lat = sorted(x for c in clients for x in c.latencies)
+    received = sum(c.received for c in clients) - n_clients  # not the warm-up frames
+    return {
+        "sent": sum(sent),
+        "received": received,
+        "missing": sum(sent) - received,
+        "unfinished": sum(not c.finished for c in clients),
+        "rate": received / elapsed,
+        "p50": pct(lat, 0.50) * 1000 if lat else float("nan"),
+        "p99": pct(lat, 0.99) * 1000 if lat else float("nan"),
+        "cpu": cpu,
+    }
+
+
+def pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+def fmt(x: float, digits: int = 1) -> str:
+    return "—" if x != x else f"{x:,.{digits}f}"  # x != x: nan
+
+
+async def measure(url: str, send_start: bool, pid: int | None, sat_s: float, rt_s: float
+                  ) -> tuple[dict[str, float], dict[str, float]]:
+    a = await run_clients(url, send_start, SAT_CLIENTS, sat_s, paced=False, proxy_pid=pid)
+    await asyncio.sleep(0.5)
+    b = await run_clients(url, send_start, RT_CLIENTS, rt_s, paced=True, proxy_pid=pid)
+    return a, b
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="5 s saturation, 6 s real time")
+    p.add_argument("--upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.upstream is not None:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_upstream(args.upstream))
+        return
+    sat_s, rt_s = (5.0, 6.0) if args.quick else (15.0, 20.0)
+
+    # SIGTERM ends the run like Ctrl-C does, so the subprocesses are stopped either way.
+    signal.signal(signal.SIGTERM, _interrupt)
+    procs = Processes()
+    results: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+    try:
+        up_port = free_port()
+        procs.start([sys.executable, __file__, "--upstream", str(up_port)], {}, up_port)
+        upstream_url = f"ws://127.0.0.1:{up_port}/transcribe-websocket"
+        env = {"SONIOX_WS_URL": upstream_url, "SONIOX_API_KEY": "bench-key"}
+
+        print("direct ...", file=sys.stderr)
+        results["direct"] = asyncio.run(measure(upstream_url, True, None, sat_s, rt_s))
+
+        port = free_port()
+        seed = procs.start([sys.executable, str(SEED)], {**env, "PORT": str(port)}, port)
+        print("guide's proxy ...", file=sys.stderr)
+        results["guide"] = asyncio.run(
+            measure(f"ws://127.0.0.1:{port}/", False, seed.pid, sat_s, rt_s))
+        procs.stop(seed)
+
+        port = free_port()
+        ours = procs.start([sys.executable, "-m", "soniox_widget.proxy", "--port", str(port),
+                            "--max-sessions", str(RT_CLIENTS * 2), "--idle-timeout", "0"],
+                           env, port)
+        print("this project's proxy ...", file=sys.stderr)
+        results["ours"] = asyncio.run(
+            measure(f"ws://127.0.0.1:{port}/ws", False, ours.pid, sat_s, rt_s))
+        procs.stop(ours)
+    finally:
+        procs.stop_all()
+    report(results, sat_s, rt_s, args.quick)
+
+
+def report(results, sat_s: float, rt_s: float, quick: bool) -> None:
+    names = {"direct": "direct to upstream", "guide": "guide's proxy (seed_proxy.py)",
+             "ours": "soniox_widget.proxy"}
+    print(f"#### Proxy benchmark ({'--quick' if quick else 'full'}: saturation "
+          f"{SAT_CLIENTS} clients x {sat_s:g} s, window {WINDOW}; {RT_CLIENTS} clients at one "
+          f"{FRAME_BYTES} B frame per {PACE_S * 1000:g} ms x {rt_s:g} s)\n")
+    print("| path | saturation msg/s | p50 / p99 at 50 streams (ms) | proxy CPU s (A) "
+          "| proxy CPU s (B) | proxy CPU ms per 1k msgs (A) | lost replies (A / B) |")
+    print("|---|---|---|---|---|---|---|")
+    for key, (a, b) in results.items():
+        per_k = a["cpu"] / a["received"] * 1e6 if a["received"] else float("nan")
+        print(f"| {names[key]} | {fmt(a['rate'], 0)} | {fmt(b['p50'], 2)} / {fmt(b['p99'], 2)}"
+              f" | {fmt(a['cpu'], 2)} | {fmt(b['cpu'], 2)} | {fmt(per_k, 0)}"
+              f" | {a['missing'] + a['unfinished']:g} / {b['missing'] + b['unfinished']:g} |")
+    if "ours" in results and "guide" in results:
+        (oa, ob), (ga, gb) = results["ours"], results["guide"]
+        per_msg = (oa["cpu"] / oa["received"]) / (ga["cpu"] / ga["received"])
+        print(f"\nours / guide: saturation msg/s {oa['rate'] / ga['rate']:.2f}x, "
+              f"p50 {ob['p50'] / gb['p50']:.2f}x, p99 {ob['p99'] / gb['p99']:.2f}x, "
+              f"CPU (A) per message {per_msg:.2f}x, "
+              f"CPU (B) {ob['cpu'] / gb['cpu']:.2f}x")
+    print(f"\nB: {int(results['direct'][1]['sent'])} frames per path; "
+          "lost replies counts frames without a reply plus clients without `finished`.")
+
+
+if __name__ == "__main__":
+    main()
