@@ -349,3 +349,14 @@ async def test_controls_called_from_another_thread_run_on_the_widget_loop(record
     await asyncio.to_thread(thread.join, 5)
     await recorder.wait_until_idle(timeout=3)  # promptly, not at the next timer
     assert recorder.status == "idle" and recorder.final_text == engine.text_for(AUDIO)
+
+
+async def test_a_view_that_can_never_record_says_why_in_rec_error(recorder, local_server):
+    advice = ("This page is not a secure context, so the browser offers no microphone: "
+              "open this notebook over https or on localhost.")
+    msg(recorder, {"type": "unavailable", "kind": "insecure-context", "message": advice})
+    assert recorder.error == advice and recorder.status == "idle"  # Python can still record
+    recorder.feed(AUDIO)
+    recorder.stop()
+    await recorder.wait_until_idle(timeout=10)
+    assert recorder.error == "" and recorder.final_text  # a recording clears it
