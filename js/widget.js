@@ -190,6 +190,13 @@ function render({ model, el: root }) {
     level: 0,
     dirtyTranscript: true,
   };
+  // Until the kernel answers (or with no kernel at all: a reopened notebook, an HTML
+  // export), show the transcript saved when the last recording ended.
+  const saved = model.get("saved_transcript") || {};
+  if (saved.segments && saved.segments.length) {
+    state.final = appendSegments([], saved.segments);
+    state.translation = saved.translation || "";
+  }
   // Capture resources (not UI state): released by releaseCapture().
   const capture = { stream: null, recorder: null, chain: Promise.resolve(), audioCtx: null,
     analyser: null, raf: 0, timer: 0, heartbeat: 0 };

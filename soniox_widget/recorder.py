@@ -143,6 +143,9 @@ class SonioxRecorder(anywidget.AnyWidget):
     active_view = traitlets.Unicode("").tag(sync=True)
     audio_bits_per_second = traitlets.Int(32000).tag(sync=True)
     timeslice_ms = traitlets.Int(120).tag(sync=True)
+    #: The transcript as it stood when the last recording ended: synced once per
+    #: recording (not per reply), so a saved notebook or an HTML export still shows it.
+    saved_transcript = traitlets.Dict().tag(sync=True)
 
     # Observable in Python; the view gets them as deltas (see the module docstring).
     final_text = traitlets.Unicode("")
@@ -348,6 +351,9 @@ class SonioxRecorder(anywidget.AnyWidget):
         self._recording = None
         self._last_recording = rec
         self.active_view = ""
+        t = self.transcript
+        self.saved_transcript = {"segments": [s.to_json() for s in t.segments()],
+                                 "translation": t.translation_text}
         if rec.error is not None:
             if rec.view == PYTHON_VIEW:
                 self._python_failure = rec.error
@@ -389,6 +395,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         self.translation_text = ""
         self.nonfinal_translation_text = ""
         self.utterances = []
+        self.saved_transcript = {}
         self._rev += 1
         self._send_view(vm.clear(self._rev))
 
