@@ -20,7 +20,12 @@ pytestmark = [
     pytest.mark.skipif(not local_engine_available(), reason="needs soniox-widget[local]"),
 ]
 
-WER_BOUND = 0.25  # tiny.en on espeak-ng en-us speech, streamed; measured ~0.00-0.10
+# tiny.en on espeak-ng en-us speech, streamed. Measured on these two sentences (also on
+# the code before the session core changed): 0.087 or 0.217 ("The weather is nice"
+# heard as "But when there is ice"), and once 0.26 when a word was invented after the
+# speech ended (Whisper's trailing hallucination; issue 11). The bound leaves room
+# for that one word; a broken decoder or lost audio costs far more.
+WER_BOUND = 0.30
 ONE = "Please send the report to my office before the meeting tomorrow."
 TWO = "The weather is nice today, so we will walk to the station."
 
