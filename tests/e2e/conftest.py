@@ -137,14 +137,15 @@ def speech_wav(tmp_path_factory) -> tuple[Path, str]:
 
 
 @contextlib.contextmanager
-def chromium(wav: Path, *, fake_ui: bool = True, tmp: Path):
+def chromium(wav: Path, *, fake_ui: bool = True, tmp: Path, extra_args: tuple[str, ...] = ()):
     """A headless Chromium with a fake microphone; fake_ui=False leaves the permission
-    to the browser context (Playwright denies it unless granted)."""
+    to the browser context (Playwright denies it unless granted); ``extra_args`` adds
+    command-line flags (e.g. host-resolver rules)."""
     _need(CHROMIUM)
     from playwright.sync_api import sync_playwright
 
     args = [*CHROMIUM_FLAGS, "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}"]
+            f"--use-file-for-fake-audio-capture={wav}", *extra_args]
     if fake_ui:
         args.append("--use-fake-ui-for-media-stream")
     with sync_playwright() as pw:

@@ -7,12 +7,10 @@ a browser that denies the permission, and a cross-origin iframe without
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import http.server
 import json
-import secrets
 import shutil
 import threading
 from collections.abc import Iterator
@@ -21,10 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
     Lab,
-    _need,
+    chromium,
     jupyter_server,
     open_notebook,
     read_result,
@@ -42,25 +38,9 @@ RECORDER_CELL = "from soniox_widget import SonioxRecorder\nrec = SonioxRecorder(
 OUT = ".jp-OutputArea-output"
 
 
-@contextlib.contextmanager
 def browser(wav: Path, tmp: Path, *extra: str, fake_ui: bool = True):
     """conftest's Chromium (same flags, fake microphone) with extra command-line flags."""
-    _need(CHROMIUM)
-    from playwright.sync_api import sync_playwright
-
-    args = [*CHROMIUM_FLAGS, "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}", *extra]
-    if fake_ui:
-        args.append("--use-fake-ui-for-media-stream")
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp / f"profile-{secrets.token_hex(4)}"), executable_path=CHROMIUM,
-            headless=True, args=args, viewport={"width": 1200, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    return chromium(wav, fake_ui=fake_ui, tmp=tmp, extra_args=extra)
 
 
 @pytest.fixture(scope="module")
