@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .transcript import WORD_COLUMNS, Transcript, Utterance, Word
+from .transcript import WORD_COLUMNS, Transcript, Utterance, Word, join_words
 
 if TYPE_CHECKING:
     import pandas
@@ -129,15 +129,6 @@ def _sentences(pieces: Sequence[_Piece]) -> list[list[_Piece]]:
     return [g for g in groups if g]
 
 
-def _join(pieces: Sequence[_Piece]) -> str:
-    out: list[str] = []
-    for p in pieces:
-        if out and p.space_before:
-            out.append(" ")
-        out.append(p.text)
-    return "".join(out)
-
-
 def _span(pieces: Sequence[_Piece]) -> tuple[int, int] | None:
     starts = [p.start_ms for p in pieces if p.start_ms is not None]
     ends = [p.end_ms for p in pieces if p.end_ms is not None]
@@ -151,12 +142,12 @@ def _span(pieces: Sequence[_Piece]) -> tuple[int, int] | None:
 def _layout(pieces: Sequence[_Piece], reserve: int, width: int) -> tuple[str, ...] | None:
     """Lines for ``pieces`` (one, or two of even length), with ``reserve`` columns of
     the first line kept for a speaker's name; ``None`` if they do not fit."""
-    whole = _join(pieces)
+    whole = join_words(pieces)
     if reserve + _width(whole) <= width:
         return (whole,)
     best: tuple[int, tuple[str, ...]] | None = None
     for j in range(1, len(pieces)):
-        first, second = _join(pieces[:j]), _join(pieces[j:])
+        first, second = join_words(pieces[:j]), join_words(pieces[j:])
         longest = max(reserve + _width(first), _width(second))
         if longest <= width and (best is None or longest < best[0]):
             best = (longest, (first, second))
@@ -220,7 +211,7 @@ def _pack(pieces: Sequence[_Piece], width: int, max_ms: int, reserve: int = 0,
         assert entry is not None  # a single piece always makes a cue
         group = list(pieces[entry[2]:i])
         lines = _layout(group, reserve if entry[2] == 0 else 0, width)
-        groups.append((group, lines or (_join(group),)))
+        groups.append((group, lines or (join_words(group),)))
         i = entry[2]
     groups.reverse()
     return groups
@@ -248,7 +239,7 @@ def _translation_cues(words: Sequence[Word], utterance: Utterance, reserve: int,
     sentences = _sentences(_pieces(words, width))
     start, end = utterance.start_ms, utterance.end_ms
     duration = end - start if start is not None and end is not None else None
-    total = sum(_width(_join(s)) for s in sentences)
+    total = sum(_width(join_words(s)) for s in sentences)
     longest = max((_width(p.text) for s in sentences for p in s), default=0)
     max_chars: int | None = None
     if duration and duration > max_ms:
@@ -256,7 +247,7 @@ def _translation_cues(words: Sequence[Word], utterance: Utterance, reserve: int,
     while True:
         groups = [g for n, s in enumerate(sentences)
                   for g in _pack(s, width, max_ms, reserve if n == 0 else 0, max_chars)]
-        sizes = [max(1, _width(_join(g))) for g, _ in groups]
+        sizes = [max(1, _width(join_words(g))) for g, _ in groups]
         whole = sum(sizes)
         # A cue's share of the utterance's time follows its share of the characters;
         # tighten the character budget until no cue would last longer than max_ms.

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import fmean
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .protocol import END_TOKEN, FIN_TOKEN, Reply, Token
 
@@ -291,8 +291,13 @@ def words_of(tokens: Iterable[Token], utterance: int = 0) -> list[Word]:
             for toks, spaced in zip(joiner.words, joiner.spaced, strict=True)]
 
 
-def join_words(words: Iterable[Word]) -> str:
-    """The words as text: a space where the speaker's text had one."""
+class _Spaced(Protocol):
+    text: str
+    space_before: bool
+
+
+def join_words(words: Iterable[_Spaced]) -> str:
+    """The words (or subtitle pieces) as text: a space where the speaker's text had one."""
     out: list[str] = []
     for w in words:
         if out and w.space_before:
