@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from .access import is_loopback
 from .auth import APIKey, find_api_key
 from .errors import ConfigError, MissingAPIKeyError
 from .protocol import DEFAULT_WS_URL
@@ -29,18 +30,12 @@ logger = logging.getLogger(__name__)
 EngineChoice = Literal["auto", "soniox", "local"]
 LOCAL_LABEL = "local engine (offline)"
 URL_ENV_VAR = "SONIOX_WS_URL"
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 def is_soniox_host(host: str | None) -> bool:
     """Soniox's own hosts (any region) always need a key."""
     host = (host or "").lower().rstrip(".")
     return host == "soniox.com" or host.endswith(".soniox.com")
-
-
-def _is_loopback(host: str | None) -> bool:
-    host = (host or "").lower()
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
 
 
 def parse_ws_url(url: str) -> tuple[str, str]:
@@ -136,7 +131,7 @@ def choose_backend(
             label = f"Soniox {model}" if model else "Soniox"
         else:
             label = f"server at {where}"
-            if key is not None and not _is_loopback(host) and chosen.startswith("ws://"):
+            if key is not None and not is_loopback(host) and chosen.startswith("ws://"):
                 logger.warning("the API key will be sent to %s without TLS (ws://)", where)
         return Backend(chosen, key, label, is_local=False)
     from .local.shared import local_engine_available

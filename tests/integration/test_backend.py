@@ -44,3 +44,12 @@ def test_without_a_key_the_offline_engine_is_used_and_shared():
     first = choose_backend()
     assert first.is_local and first.label == LOCAL_LABEL and first.url.startswith("ws://127.")
     assert choose_backend("local").url == first.url  # one server per process
+
+
+def test_a_key_over_plain_ws_to_another_machine_is_warned_about(caplog):
+    choose_backend(url="ws://10.1.2.3:9/transcribe-websocket", api_key="k-123")
+    assert "without TLS" in caplog.text
+    caplog.clear()
+    for host in ("127.0.0.1", "localhost", "[::1]"):
+        choose_backend(url=f"ws://{host}:9/transcribe-websocket", api_key="k-123")
+    assert "without TLS" not in caplog.text
