@@ -1,5 +1,9 @@
 """Where the API key comes from, and the one object that holds it.
 
+In order: the ``api_key`` argument, the ``SONIOX_API_KEY`` environment variable, a
+``.env`` file, and, only inside Google Colab, Colab's secrets
+(``google.colab.userdata``), so a shared Colab notebook needs no key in its code.
+
 The key is kept in an :class:`APIKey` whose ``repr``/``str`` never show it, so it
 cannot leak into a log line, a traceback's locals, a widget trait or an error
 message by accident. Only :meth:`APIKey.authorization_header` reveals it, for the
@@ -8,15 +12,21 @@ WebSocket handshake.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from types import ModuleType
 
 from dotenv import dotenv_values, find_dotenv
 
 from .errors import MissingAPIKeyError
 from .redaction import register_secret
 
+logger = logging.getLogger(__name__)
+
 ENV_VAR = "SONIOX_API_KEY"
+COLAB_ADVICE = (f"In Colab: add a secret named {ENV_VAR} in the Secrets panel (the key icon "
+                "on the left) and turn on its notebook access.")
 
 
 class APIKey:
@@ -60,7 +70,8 @@ class APIKey:
 
 def find_api_key(api_key: str | APIKey | None = None, *, dotenv_path: str | Path | None = None
                  ) -> APIKey | None:
-    """The key from the argument, else ``SONIOX_API_KEY``, else a ``.env`` file; or None.
+    """The key from the argument, else ``SONIOX_API_KEY``, else a ``.env`` file, else
+    (in Colab) Colab's secrets; or None.
 
     The ``.env`` file is read without changing ``os.environ``, so the key does not
     spread to child processes the user starts.
@@ -77,11 +88,72 @@ def find_api_key(api_key: str | APIKey | None = None, *, dotenv_path: str | Path
         value = dotenv_values(path).get(ENV_VAR)
         if value and value.strip():
             return APIKey(value)
-    return None
+    return colab_api_key()
+
+
+def colab_api_key(name: str = ENV_VAR) -> APIKey | None:
+    """The key from Colab's secrets, or None (also outside Colab).
+
+    Tried last, so an explicit key, the environment or ``.env`` win. Colab asks the
+    user once per notebook whether the notebook may read the secret. A missing secret,
+    a refused access or any other failure is not fatal: it is logged with what to do
+    (never the value) and gives None, so the caller falls back to the offline local
+    engine or says that a key is missing.
+    """
+    userdata = _colab_userdata()
+    if userdata is None:
+        return None
+    try:
+        value = userdata.get(name)
+    except Exception as exc:  # any failure of Colab's lookup means "no key from Colab"
+        logger.warning("No Soniox API key from Colab's secrets: %s. Without a key the "
+                       "offline local engine is used if installed.", _colab_problem(exc, name))
+        return None
+    if not isinstance(value, str) or not value.strip():
+        logger.warning("No Soniox API key from Colab's secrets: the secret %s is empty.", name)
+        return None
+    try:
+        # A newline pasted at the end of a secret is a copying accident, not part of the key.
+        return APIKey(value.strip())
+    except MissingAPIKeyError as exc:  # its message never contains the value
+        logger.warning("No Soniox API key from Colab's secrets: %s", exc)
+        return None
+
+
+def _colab_userdata() -> ModuleType | None:
+    """Colab's secrets module when this kernel runs in Colab (only there is it importable)."""
+    try:
+        from google.colab import userdata  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return userdata
+
+
+def _colab_problem(exc: Exception, name: str) -> str:
+    """What went wrong, told by the exception's class: its text is not shown (it is
+    Colab's, and whatever it holds should not reach a log)."""
+    kind = type(exc).__name__
+    if kind == "SecretNotFoundError":
+        return (f"there is no secret named {name}; add one in the Secrets panel (the key "
+                "icon on the left)")
+    if kind == "NotebookAccessError":
+        return (f"this notebook was not given access to the secret {name}; turn on its "
+                "notebook access in the Secrets panel")
+    if kind == "TimeoutException":
+        return "Colab did not answer the request for the secret in time"
+    return f"reading the secret failed ({kind})"
+
+
+def missing_key_error(message: str | None = None) -> MissingAPIKeyError:
+    """A :class:`MissingAPIKeyError` whose advice, in Colab, also names Colab's secrets."""
+    error = MissingAPIKeyError(message)
+    if _colab_userdata() is not None:
+        return MissingAPIKeyError(f"{error} {COLAB_ADVICE}")
+    return error
 
 
 def require_api_key(api_key: str | APIKey | None = None) -> APIKey:
     key = find_api_key(api_key)
     if key is None:
-        raise MissingAPIKeyError()
+        raise missing_key_error()
     return key

@@ -21,8 +21,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from .access import is_loopback
-from .auth import APIKey, find_api_key
-from .errors import ConfigError, MissingAPIKeyError
+from .auth import APIKey, find_api_key, missing_key_error
+from .errors import ConfigError
 from .protocol import DEFAULT_WS_URL
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def choose_backend(
         host, where = parse_ws_url(chosen)
         if is_soniox_host(host):
             if key is None:
-                raise MissingAPIKeyError()
+                raise missing_key_error()
             label = f"Soniox {model}" if model else "Soniox"
         else:
             label = f"server at {where}"
@@ -137,7 +137,7 @@ def choose_backend(
     from .local.shared import local_engine_available
 
     if not local_engine_available():
-        raise MissingAPIKeyError(
+        raise missing_key_error(
             "No Soniox API key found and the offline local engine is not installed. Either "
             "set SONIOX_API_KEY (environment variable or .env file, or pass api_key=...), or "
             "install the offline engine: pip install 'soniox-widget[local]'."
