@@ -1,0 +1,111 @@
+"""Jupyter server extension: TCP_NODELAY on the kernel WebSockets, so a transcript is not late.
+
+Why: the Jupyter server sends kernel messages (widget updates among them) to the browser
+over a Tornado WebSocket, and jupyter_server never calls ``set_nodelay(True)`` on it. With
+Nagle's algorithm on, a small message written while the previous one is not acknowledged
+yet waits for the browser's delayed ACK, ~40 ms on Linux. A live transcript is exactly a
+stream of small messages, so each update reached the page ~45 ms late (issue 11). Tornado's
+own documentation of ``WebSocketHandler.set_nodelay`` recommends turning it on for this.
+
+What it changes: only the route of the kernel channels WebSocket
+(``/api/kernels/<id>/channels``). Its handler class is replaced, in the server's router, by
+a subclass whose ``open()`` first turns on TCP_NODELAY for that connection. Nothing else is
+touched: other routes, the kernel connection class (Enterprise Gateway's included) and
+the messages themselves stay as they are. It costs a TCP segment per message instead of
+fewer, larger ones, which is what every interactive WebSocket wants.
+
+It is enabled on install by ``etc/jupyter/jupyter_server_config.d/soniox_widget.json``
+and loaded by every app built on jupyter_server (JupyterLab, Notebook 7, ``jupyter
+server``). To turn it off::
+
+    jupyter server extension disable soniox_widget.jupyter_nodelay
+
+or for one run: ``jupyter lab --ServerApp.jpserver_extensions="{'soniox_widget.jupyter_nodelay':
+False}"``. If it cannot find the kernel WebSocket route (a jupyter_server it does not
+know), it logs a warning and leaves the server as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: The kernel channels route of jupyter_server 1.x and 2.x (after the base URL).
+KERNEL_CHANNELS_ROUTE = re.compile(r"/api/kernels/.+/channels\$?$")
+#: Name of this extension in ``ServerApp.jpserver_extensions``.
+EXTENSION_NAME = __name__
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Where jupyter_server finds this extension (this module)."""
+    return [{"module": __name__}]
+
+
+class NoDelayMixin:
+    """Turns on TCP_NODELAY when the WebSocket opens, before any message is written."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            self.set_nodelay(True)  # type: ignore[attr-defined]
+        except Exception as exc:  # a closed socket, a platform without the option
+            logger.debug("TCP_NODELAY not set on a kernel WebSocket: %s", exc)
+        return super().open(*args, **kwargs)  # type: ignore[misc]
+
+
+def with_nodelay(handler_class: type) -> type:
+    """``handler_class`` with :class:`NoDelayMixin` in front (itself if it has it already)."""
+    if issubclass(handler_class, NoDelayMixin):
+        return handler_class
+    return type(f"NoDelay{handler_class.__name__}", (NoDelayMixin, handler_class),
+                {"__module__": __name__})
+
+
+def _rules(router: Any) -> Iterator[Any]:
+    """Every routing rule of a Tornado application, nested routers included."""
+    for rule in getattr(router, "rules", ()):
+        yield rule
+        if hasattr(rule.target, "rules"):
+            yield from _rules(rule.target)
+
+
+def _is_kernel_channels(rule: Any) -> bool:
+    from tornado.websocket import WebSocketHandler
+
+    target, regex = rule.target, getattr(rule.matcher, "regex", None)
+    return (isinstance(target, type) and issubclass(target, WebSocketHandler)
+            and regex is not None and KERNEL_CHANNELS_ROUTE.search(regex.pattern) is not None)
+
+
+def enable_nodelay(web_app: Any) -> int:
+    """Point every kernel channels route of ``web_app`` at a no-delay handler.
+
+    Returns how many routes it changed (0: none found, the server is left as it was).
+    """
+    changed = 0
+    for rule in _rules(web_app.default_router):
+        if _is_kernel_channels(rule):
+            rule.target = with_nodelay(rule.target)
+            changed += 1
+    return changed
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    """Called by jupyter_server once its web application exists; never raises."""
+    log = serverapp.log
+    try:
+        changed = enable_nodelay(serverapp.web_app)
+    except Exception as exc:
+        log.warning("%s: could not turn on TCP_NODELAY for kernel WebSockets (%s); "
+                    "widget updates may reach the page ~40 ms late", EXTENSION_NAME, exc)
+        return
+    if changed:
+        log.info("%s: TCP_NODELAY on for kernel WebSockets (small messages are sent at "
+                 "once instead of waiting for the browser's delayed ACK)", EXTENSION_NAME)
+    else:
+        log.warning("%s: found no kernel WebSocket route to change (an unknown "
+                    "jupyter_server?); widget updates may reach the page ~40 ms late",
+                    EXTENSION_NAME)
