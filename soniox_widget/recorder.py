@@ -36,12 +36,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anywidget
 import traitlets
 
 from . import view_messages as vm
-from .backend import Backend, choose_backend
+from .backend import Backend, choose_backend, is_soniox_host
 from .config import SonioxConfig
 from .errors import ConfigError, SonioxError, SonioxWidgetError
 from .headless import paced_chunks, read_audio_file
@@ -64,7 +65,19 @@ STATUS_OF_STATE = {
     SessionState.RECONNECTING: "reconnecting",
     SessionState.FINISHING: "finishing",
 }
-BUSY = ("connecting", "recording", "paused", "reconnecting", "finishing")
+BUSY = vm.BUSY
+
+
+def engine_kind(backend: Backend | None) -> str:
+    """What the view's badge says the engine is: ``local`` (the offline engine),
+    ``soniox``, ``server`` (another Soniox-compatible URL), or ``""`` (none)."""
+    if backend is None:
+        return ""
+    if backend.is_local:
+        return "local"
+    if backend.fixed_url and is_soniox_host(urlsplit(backend.fixed_url).hostname):
+        return "soniox"
+    return "server"
 
 
 def _friendly(exc: BaseException, backend: Backend | None) -> str:
@@ -130,22 +143,34 @@ class SonioxRecorder(anywidget.AnyWidget):
 
     Traits you can observe: ``status`` (idle, connecting, recording, paused,
     reconnecting, finishing, error), ``final_text``, ``nonfinal_text``, ``tokens``
-    (list of dicts), ``error``.
+    (list of dicts), ``error``, ``saved_transcript`` (the last finished recording),
+    ``device`` (the chosen microphone's name; empty: the default one).
     """
 
     _esm = _STATIC / "widget.js"
     _css = _STATIC / "widget.css"
 
     # Synced: small, bounded state the view renders directly.
-    status = traitlets.Unicode("idle").tag(sync=True)
+    status = traitlets.Enum(vm.STATUSES, default_value="idle").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     engine_label = traitlets.Unicode("").tag(sync=True)
+    #: ``local``, ``soniox``, ``server`` or ``""``: the view styles its badge by it.
+    engine_kind = traitlets.Unicode("").tag(sync=True)
     active_view = traitlets.Unicode("").tag(sync=True)
     audio_bits_per_second = traitlets.Int(32000).tag(sync=True)
     timeslice_ms = traitlets.Int(120).tag(sync=True)
-    #: The transcript as it stood when the last recording ended: synced once per
-    #: recording (not per reply), so a saved notebook or an HTML export still shows it.
+    #: The last finished recording: ``text`` (its final text), ``segments``,
+    #: ``translation``, each bounded to the last ``view_messages.SAVED_TEXT_LIMIT``
+    #: characters (``truncated`` then True). Synced once per recording, not per reply,
+    #: so a saved notebook or an HTML export still shows it. It is set by the kernel when
+    #: the recording ends, and then again, to the same value, by the view that drove it:
+    #: marimo re-runs the cells reading ``mo.ui.anywidget(rec).value`` only on changes
+    #: that come from the browser.
     saved_transcript = traitlets.Dict().tag(sync=True)
+    #: The microphone chosen in the view (its name; ``""``: the browser's default) and
+    #: the browser's id for it. Kept for the next recording and shared by all views.
+    device = traitlets.Unicode("").tag(sync=True)
+    device_id = traitlets.Unicode("").tag(sync=True)
 
     # Observable in Python; the view gets them as deltas (see the module docstring).
     final_text = traitlets.Unicode("")
@@ -208,6 +233,16 @@ class SonioxRecorder(anywidget.AnyWidget):
         # Saved with the notebook and shown in the page: never a secret.
         return redact(proposal["value"])
 
+    @traitlets.validate("saved_transcript")
+    def _bounded_saved_transcript(self, proposal: Any) -> dict[str, Any]:
+        # A view sets it too: whatever it sends is checked and bounded like our own.
+        return vm.bound_saved_transcript(proposal["value"])
+
+    @traitlets.validate("device", "device_id")
+    def _short_device(self, proposal: Any) -> str:
+        value = proposal["value"]
+        return value[:300] if isinstance(value, str) else ""
+
     def __repr__(self) -> str:
         return (f"SonioxRecorder(status={self.status!r}, engine={self.engine_label!r}, "
                 f"final_text={self.final_text[-60:]!r})")
@@ -221,10 +256,12 @@ class SonioxRecorder(anywidget.AnyWidget):
         except (SonioxWidgetError, RuntimeError) as exc:
             self._backend = None
             self.engine_label = "no engine"
+            self.engine_kind = ""
             self.error = str(exc)
             self.status = "error"
             return None
         self.engine_label = self._backend.label
+        self.engine_kind = engine_kind(self._backend)
         if self.status == "error" and self._recording is None:
             self.error = ""
             self.status = "idle"
@@ -352,8 +389,9 @@ class SonioxRecorder(anywidget.AnyWidget):
         self._last_recording = rec
         self.active_view = ""
         t = self.transcript
-        self.saved_transcript = {"segments": [s.to_json() for s in t.segments()],
-                                 "translation": t.translation_text}
+        # Before the status: views learn the saved text first (one ordered channel), so
+        # the one that drove the recording can set it again from the browser.
+        self.saved_transcript = vm.saved_transcript(t.segments(), t.translation_text)
         if rec.error is not None:
             if rec.view == PYTHON_VIEW:
                 self._python_failure = rec.error
@@ -395,7 +433,6 @@ class SonioxRecorder(anywidget.AnyWidget):
         self.translation_text = ""
         self.nonfinal_translation_text = ""
         self.utterances = []
-        self.saved_transcript = {}
         self._rev += 1
         self._send_view(vm.clear(self._rev))
 

@@ -1,4 +1,4 @@
-"""The messages between the widget's views (``js/widget.js``) and the kernel: pure.
+"""The messages between the widget's views (``static/widget.js``) and the kernel: pure.
 
 This is the Python counterpart of the front end's ``send``/``onCustom``: every
 message a view sends is parsed here (a bad one raises :class:`ViewMessageError`
@@ -9,6 +9,10 @@ View → kernel: ``start``, ``chunk`` (+ one binary buffer), ``stop``, ``abort``
 ``view_error``, ``unavailable`` (this front end can never record: why).
 Kernel → view: ``delta``, ``snapshot``, ``clear``, ``rejected``, ``stop_request``,
 ``pause_request``, ``resume_request``.
+
+Also the shapes both sides share through synced traits: the ``status`` values
+(:data:`STATUSES`, which the front end's ``KERNEL_STATUSES`` must equal; a test
+checks it) and the ``saved_transcript`` dict (:func:`saved_transcript`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .transcript import Segment
+
+#: The widget's ``status`` trait, in the order a recording goes through them. The front
+#: end's ``KERNEL_STATUSES`` (static/widget.js) is the same list; tests hold them equal.
+STATUSES = ("idle", "connecting", "recording", "paused", "reconnecting", "finishing", "error")
+#: Statuses in which a recording is open.
+BUSY = ("connecting", "recording", "paused", "reconnecting", "finishing")
+#: Characters of text kept in ``saved_transcript`` (it is saved with the notebook): the
+#: end of a longer recording, so a notebook file stays small.
+SAVED_TEXT_LIMIT = 20_000
 
 
 class ViewMessageError(ValueError):
@@ -191,3 +204,51 @@ def pause_request() -> dict[str, Any]:
 
 def resume_request() -> dict[str, Any]:
     return {"type": "resume_request"}
+
+
+# -- the saved transcript -----------------------------------------------------------------
+
+
+def saved_transcript(segments: Sequence[Segment], translation: str = "",
+                     limit: int = SAVED_TEXT_LIMIT) -> dict[str, Any]:
+    """The ``saved_transcript`` trait for a finished recording: its final text (``text``),
+    the segments the view draws, the translation, bounded to the last ``limit``
+    characters each (``truncated`` says whether anything was cut)."""
+    return bound_saved_transcript({"segments": segments_json(segments),
+                                   "translation": translation}, limit)
+
+
+def bound_saved_transcript(value: Any, limit: int = SAVED_TEXT_LIMIT) -> dict[str, Any]:
+    """A well-formed, bounded ``saved_transcript`` from whatever a view (or Python) set.
+
+    Idempotent: a value it returned comes back unchanged, so a view that sets the
+    kernel's own value again changes nothing (no echo, no ping-pong).
+    """
+    if not isinstance(value, dict) or not value:
+        return {}
+    kept: list[dict[str, Any]] = []
+    room = limit
+    truncated = bool(value.get("truncated"))
+    segments = value.get("segments")
+    for seg in reversed(segments if isinstance(segments, list) else []):
+        if not isinstance(seg, dict) or not isinstance(seg.get("text"), str):
+            continue
+        text = seg["text"]
+        if room <= 0:
+            truncated = True
+            break
+        if len(text) > room:
+            seg = {**seg, "text": text[-room:]}
+            truncated = True
+        kept.append(seg)
+        room -= len(seg["text"])
+    kept.reverse()
+    translation = value.get("translation")
+    translation = translation if isinstance(translation, str) else ""
+    if len(translation) > limit:
+        translation, truncated = translation[-limit:], True
+    out: dict[str, Any] = {"text": "".join(s["text"] for s in kept), "segments": kept,
+                           "translation": translation}
+    if truncated:
+        out["truncated"] = True
+    return out

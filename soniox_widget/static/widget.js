@@ -1,18 +1,47 @@
-// soniox-widget front end (anywidget ES module, no build step).
+// @ts-check
+// soniox-widget front end: one anywidget ES module, no build step.
 //
-// The view records the microphone with MediaRecorder and sends numbered chunks to
-// the kernel as binary buffers; the kernel sends the transcript back as deltas.
-// All view state lives in `state`; `paint()` is the only function that touches
-// the DOM after construction.
+// anywidget loads `_esm` as a single module from a blob URL, where relative imports do
+// not resolve, so the parts live in this one file, each with one job and exported for
+// the Node tests in tests/js/:
+//
+//   1. statuses and texts        the kernel's statuses (mirrors view_messages.STATUSES)
+//   2. error mapping             why this page cannot use a microphone: one cause, one text
+//   3. transcript reducer        (state, kernel message) -> new state, pure
+//   4. presentation              (local state, kernel traits) -> what the view shows, pure
+//   5. device choice             which input to record from, pure
+//   6. theme                     light or dark, read from the host's own colours
+//   7. capture                   MediaRecorder, level meter, heartbeat (browser I/O)
+//   8. view                      the DOM, built once; paint() applies a presentation
+//   9. render                    wires the model, capture and view together
+//
+// The view records the microphone with MediaRecorder and sends numbered chunks to the
+// kernel as binary buffers; the kernel sends the transcript back as deltas.
 
-const MIME_TYPES = [
-  "audio/webm;codecs=opus",
-  "audio/webm",
-  "audio/ogg;codecs=opus",
-  "audio/mp4",
-];
+/**
+ * @typedef {{ text: string, speaker?: string | null, language?: string | null }} Segment
+ * @typedef {{ segments?: Segment[], translation?: string, text?: string }} SavedTranscript
+ * @typedef {{
+ *   status: string, error: string, engine_label: string, engine_kind: string,
+ *   active_view: string, audio_bits_per_second: number, timeslice_ms: number,
+ *   saved_transcript: SavedTranscript, device: string, device_id: string,
+ * }} Model
+ * @typedef {import("@anywidget/types").AnyModel<Model>} WidgetModel
+ * @typedef {{ kind: string, message: string }} MicProblem
+ */
 
-const LABELS = {
+// -- 1. statuses and texts -----------------------------------------------------------------
+
+/** The kernel's `status` values; tests check this equals Python's view_messages.STATUSES. */
+export const KERNEL_STATUSES = Object.freeze([
+  "idle", "connecting", "recording", "paused", "reconnecting", "finishing", "error",
+]);
+
+/** Phases only a view has: asking for the microphone, or a page that can never record. */
+export const VIEW_PHASES = Object.freeze(["requesting-mic", "unavailable"]);
+
+/** @type {Readonly<Record<string, string>>} The main button's label in each phase. */
+export const LABELS = Object.freeze({
   idle: "Record",
   "requesting-mic": "Allow the microphone…",
   connecting: "Connecting…",
@@ -22,9 +51,10 @@ const LABELS = {
   finishing: "Finishing…",
   error: "Record",
   unavailable: "Record",
-};
+});
 
-const STATUS_TEXT = {
+/** @type {Readonly<Record<string, string>>} The status line in each phase. */
+export const STATUS_TEXT = Object.freeze({
   idle: "Ready",
   "requesting-mic": "Waiting for microphone permission",
   connecting: "Connecting to the speech service",
@@ -34,7 +64,7 @@ const STATUS_TEXT = {
   finishing: "Finishing the last words",
   error: "Error",
   unavailable: "No microphone in this page",
-};
+});
 
 // Phases in which a session is open: only the view that owns it may press the button.
 const SESSION_PHASES = new Set(["connecting", "recording", "paused", "reconnecting"]);
@@ -42,31 +72,22 @@ const SESSION_PHASES = new Set(["connecting", "recording", "paused", "reconnecti
 // session that has not reached the service yet buys nothing and only adds a race.
 const PAUSABLE_PHASES = new Set(["recording", "paused", "reconnecting"]);
 
+const MIME_TYPES = [
+  "audio/webm;codecs=opus",
+  "audio/webm",
+  "audio/ogg;codecs=opus",
+  "audio/mp4",
+];
+
 // A paused session sends no audio, so the kernel cannot tell "paused" from "the view is
 // gone" (tab closed, browser crashed) by the audio alone; the heartbeat tells it.
 const HEARTBEAT_MS = 2000;
 
-function pickMimeType() {
-  if (typeof MediaRecorder === "undefined") return null;
-  for (const type of MIME_TYPES) {
-    if (MediaRecorder.isTypeSupported(type)) return type;
-  }
-  return "";
-}
+// -- 2. error mapping ----------------------------------------------------------------------
 
-function newId() {
-  return globalThis.crypto && crypto.randomUUID
-    ? crypto.randomUUID()
-    : Math.random().toString(36).slice(2) + Date.now().toString(36);
-}
-
-function formatElapsed(ms) {
-  const s = Math.floor(ms / 1000);
-  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
-}
-
-// One message per real cause; `kind` goes to the kernel with the abort message.
-const MIC_PROBLEMS = {
+/** @type {Readonly<Record<string, MicProblem>>} One message per real cause; `kind` goes to
+ * the kernel with the abort (or unavailable) message. */
+export const MIC_PROBLEMS = Object.freeze({
   insecure: {
     kind: "insecure-context",
     message:
@@ -92,17 +113,41 @@ const MIC_PROBLEMS = {
       "No usable microphone was found. Connect one (or choose an input device in the " +
       "system settings), then click Record again.",
   },
-};
+});
 
-function recorderProblem(detail) {
+/** @param {string} detail */
+export function recorderProblem(detail) {
   return { kind: "recorder", message: `The browser could not record: ${detail}` };
+}
+
+/**
+ * What the error mapping needs to know about the page; tests pass a fake one.
+ * @typedef {{
+ *   isSecureContext: boolean | undefined,
+ *   hasGetUserMedia: boolean,
+ *   policyAllowsMic: () => boolean | null,
+ *   mimeType: () => string | null,
+ * }} MicEnv
+ */
+
+/** @returns {MicEnv} the real page */
+export function pageEnv() {
+  const devices = globalThis.navigator && navigator.mediaDevices;
+  return {
+    isSecureContext: globalThis.isSecureContext,
+    hasGetUserMedia: !!devices && typeof devices.getUserMedia === "function",
+    policyAllowsMic,
+    mimeType: pickMimeType,
+  };
 }
 
 // Whether the page's permissions policy lets it use the microphone: true, false, or null
 // when the browser cannot tell (no permissionsPolicy/featurePolicy, e.g. Firefox, Safari).
 // An iframe without allow="microphone" (VS Code's notebook webviews) answers false.
 function policyAllowsMic() {
-  for (const policy of [document.permissionsPolicy, document.featurePolicy]) {
+  const doc = /** @type {any} */ (globalThis.document);
+  if (!doc) return null;
+  for (const policy of [doc.permissionsPolicy, doc.featurePolicy]) {
     if (policy && typeof policy.allowsFeature === "function") {
       try {
         return policy.allowsFeature("microphone") !== false;
@@ -114,30 +159,47 @@ function policyAllowsMic() {
   return null;
 }
 
-// Why this page can never record, known before any click (null: it may record).
-function micUnavailable() {
-  if (globalThis.isSecureContext === false) return MIC_PROBLEMS.insecure;
-  const devices = globalThis.navigator && navigator.mediaDevices;
-  if (!devices || typeof devices.getUserMedia !== "function") {
+/** @returns {string | null} the container to record in; null: no MediaRecorder at all */
+function pickMimeType() {
+  if (typeof MediaRecorder === "undefined") return null;
+  for (const type of MIME_TYPES) {
+    if (MediaRecorder.isTypeSupported(type)) return type;
+  }
+  return "";
+}
+
+/**
+ * Why this page can never record, known before any click (null: it may record).
+ * @param {MicEnv} env
+ * @returns {MicProblem | null}
+ */
+export function micUnavailable(env) {
+  if (env.isSecureContext === false) return MIC_PROBLEMS.insecure;
+  if (!env.hasGetUserMedia) {
     // Browsers hide mediaDevices outside secure contexts; one that does not know
     // isSecureContext at all is old enough that the same advice is the likely fix.
-    return globalThis.isSecureContext === undefined
+    return env.isSecureContext === undefined
       ? MIC_PROBLEMS.insecure
       : recorderProblem("this browser offers no microphone (navigator.mediaDevices).");
   }
-  if (policyAllowsMic() === false) return MIC_PROBLEMS.policy;
-  if (pickMimeType() === null) return recorderProblem("this browser has no MediaRecorder.");
+  if (env.policyAllowsMic() === false) return MIC_PROBLEMS.policy;
+  if (env.mimeType() === null) return recorderProblem("this browser has no MediaRecorder.");
   return null;
 }
 
-// A getUserMedia or MediaRecorder failure, mapped to its cause. NotAllowedError is also
-// what a permissions policy gives (no prompt was ever shown), so the policy is asked first.
-function micError(err) {
+/**
+ * A getUserMedia or MediaRecorder failure, mapped to its cause. NotAllowedError is also
+ * what a permissions policy gives (no prompt was ever shown), so the policy is asked first.
+ * @param {any} err
+ * @param {MicEnv} env
+ * @returns {MicProblem}
+ */
+export function micError(err, env) {
   const name = err && err.name;
   if (name === "NotAllowedError" || name === "SecurityError") {
-    if (globalThis.isSecureContext === false) return MIC_PROBLEMS.insecure;
+    if (env.isSecureContext === false) return MIC_PROBLEMS.insecure;
     // SecurityError means the document may not use the microphone at all, not a refusal.
-    if (policyAllowsMic() === false || name === "SecurityError") return MIC_PROBLEMS.policy;
+    if (env.policyAllowsMic() === false || name === "SecurityError") return MIC_PROBLEMS.policy;
     return MIC_PROBLEMS.denied;
   }
   if (name === "NotFoundError" || name === "OverconstrainedError" || name === "NotReadableError") {
@@ -146,234 +208,684 @@ function micError(err) {
   return recorderProblem(err && err.message ? err.message : String(err));
 }
 
-// Merge segments {text, speaker, language} into a list, joining equal neighbours.
-function appendSegments(list, segments) {
-  for (const seg of segments || []) {
-    if (!seg || !seg.text) continue;
-    const last = list[list.length - 1];
-    if (last && last.speaker === seg.speaker && last.language === seg.language) {
-      last.text += seg.text;
-    } else {
-      list.push({ text: seg.text, speaker: seg.speaker, language: seg.language });
-    }
-  }
-  return list;
+// -- 3. transcript reducer -----------------------------------------------------------------
+
+/**
+ * @typedef {{
+ *   rev: number, final: Segment[], nonfinal: Segment[], translation: string,
+ *   nonfinalTranslation: string, stale: boolean,
+ * }} TranscriptState
+ * `stale`: a delta did not follow the last revision; the view asks for a snapshot.
+ */
+
+/**
+ * The state before the kernel answers: the transcript saved when the last recording
+ * ended, so a reopened notebook or an HTML export (no kernel) still shows it.
+ * @param {SavedTranscript | null | undefined} saved
+ * @returns {TranscriptState}
+ */
+export function initialTranscript(saved) {
+  const segments = saved && Array.isArray(saved.segments) ? saved.segments : [];
+  return {
+    rev: -1,
+    final: mergeSegments([], segments),
+    nonfinal: [],
+    translation: (saved && saved.translation) || "",
+    nonfinalTranslation: "",
+    stale: false,
+  };
 }
 
-function el(tag, className, text) {
+/**
+ * Merge segments into a new list, joining neighbours of the same speaker and language.
+ * Never changes `list` or its segments.
+ * @param {Segment[]} list
+ * @param {Segment[] | undefined} segments
+ * @returns {Segment[]}
+ */
+export function mergeSegments(list, segments) {
+  const out = list.slice();
+  for (const seg of segments || []) {
+    if (!seg || !seg.text) continue;
+    const last = out[out.length - 1];
+    if (last && last.speaker === seg.speaker && last.language === seg.language) {
+      out[out.length - 1] = { ...last, text: last.text + seg.text };
+    } else {
+      out.push({ text: seg.text, speaker: seg.speaker, language: seg.language });
+    }
+  }
+  return out;
+}
+
+/**
+ * Apply one kernel message (snapshot, delta, clear) to the transcript; any other message
+ * returns `state` itself. Pure: `state` is never changed.
+ * @param {TranscriptState} state
+ * @param {any} msg
+ * @returns {TranscriptState}
+ */
+export function reduceTranscript(state, msg) {
+  if (!msg || typeof msg !== "object") return state;
+  switch (msg.type) {
+    case "snapshot":
+      if (!(msg.rev >= state.rev)) return state;
+      return {
+        rev: msg.rev,
+        final: mergeSegments([], msg.segments),
+        nonfinal: mergeSegments([], msg.nonfinal),
+        translation: msg.translation || "",
+        nonfinalTranslation: msg.nonfinal_translation || "",
+        stale: false,
+      };
+    case "delta":
+      if (msg.base_rev !== state.rev) return { ...state, stale: true };
+      return {
+        rev: msg.rev,
+        final: mergeSegments(state.final, msg.final),
+        nonfinal: mergeSegments([], msg.nonfinal),
+        translation: state.translation + (msg.translation || ""),
+        nonfinalTranslation: msg.nonfinal_translation !== undefined
+          ? msg.nonfinal_translation : state.nonfinalTranslation,
+        stale: false,
+      };
+    case "clear":
+      return { rev: msg.rev, final: [], nonfinal: [], translation: "",
+        nonfinalTranslation: "", stale: false };
+    default:
+      return state;
+  }
+}
+
+// -- 4. presentation -----------------------------------------------------------------------
+
+/**
+ * The view's own state (the kernel's lives in the model's traits).
+ * @typedef {{
+ *   phase: string, session: string | null, kernelHasSession: boolean,
+ *   localError: string, notice: string, unavailable: MicProblem | null,
+ * }} LocalState
+ * `phase`: idle | requesting-mic | recording | paused | finishing.
+ * `kernelHasSession`: the kernel named this view active_view for `session`.
+ */
+
+/**
+ * The phase the view shows. Local phases the kernel cannot know yet (asking for the
+ * microphone) win; otherwise the kernel's status is the truth, so every view agrees.
+ * @param {LocalState} local
+ * @param {string} kernelStatus
+ */
+export function shownPhase(local, kernelStatus) {
+  const ks = kernelStatus || "idle";
+  if (local.phase === "requesting-mic") return "requesting-mic";
+  if (local.unavailable && !local.session && (ks === "idle" || ks === "error")) {
+    return "unavailable";
+  }
+  if (local.localError) return "error";
+  if (ks === "error") return "error";
+  if (local.phase === "finishing" && ks !== "idle") return "finishing";
+  // The owner's MediaRecorder is paused at once; show it before the kernel confirms.
+  if (local.phase === "paused" && ks === "recording") return "paused";
+  return ks;
+}
+
+/**
+ * Whether the kernel's new status ends this view's session: idle after the kernel took
+ * it (or after our own stop), or error. An idle before the kernel took the session may be
+ * stale, so it is not an end then.
+ * @param {LocalState} local
+ * @param {string} kernelStatus
+ */
+export function sessionEnded(local, kernelStatus) {
+  if (!local.session) return false;
+  if (kernelStatus === "error") return true;
+  return kernelStatus === "idle" && (local.phase === "finishing" || local.kernelHasSession);
+}
+
+/**
+ * Everything the view shows, from its own state and the kernel's traits. Pure.
+ * @param {LocalState} local
+ * @param {{ status: string, error: string, active_view: string, engine_label: string,
+ *           engine_kind: string }} kernel
+ * @param {string} viewId
+ */
+export function present(local, kernel, viewId) {
+  const phase = shownPhase(local, kernel.status);
+  const activeView = kernel.active_view || "";
+  const elsewhere = activeView !== "" && activeView !== viewId;
+  const mine = local.session !== null;
+  const paused = local.phase === "paused";
+  const kernelError = kernel.error || "";
+  const error = phase === "unavailable" && local.unavailable
+    ? [...new Set([local.unavailable.message, kernelError].filter(Boolean))].join(" ")
+    : local.localError || kernelError;
+  return {
+    phase,
+    status: kernel.status || "idle",
+    label: LABELS[phase] || "Record",
+    disabled: phase === "unavailable" || phase === "finishing" || phase === "requesting-mic" ||
+      (!mine && (elsewhere || SESSION_PHASES.has(phase))),
+    title: phase === "unavailable" && local.unavailable ? local.unavailable.message
+      : elsewhere && !mine ? "Recording in another view" : "",
+    statusText: elsewhere && !mine && phase === "recording"
+      ? "Recording in another view" : STATUS_TEXT[phase] || phase,
+    badge: kernel.engine_label || "",
+    engineKind: kernel.engine_kind || "",
+    pauseHidden: !(mine && (local.phase === "recording" || paused) && PAUSABLE_PHASES.has(phase)),
+    pauseText: paused ? "Resume" : "Pause",
+    paused,
+    // While reconnecting the microphone still records (the kernel queues the audio).
+    recording: mine && local.phase === "recording" && phase !== "connecting",
+    mine,
+    error,
+    errorHidden: !error || (phase !== "error" && phase !== "unavailable"),
+    notice: local.notice,
+    // The input can be changed whenever this view is not recording with it.
+    deviceDisabled: mine,
+  };
+}
+
+/**
+ * What the view that drove a recording gives back when it ends: the kernel's saved
+ * transcript, set from the browser. Hosts that re-run code only on changes that come
+ * from the browser (marimo's `mo.ui.anywidget(rec).value`) then see the change; in
+ * Jupyter it is the value the kernel already holds, so nothing bounces back.
+ * @param {WidgetModel} model
+ */
+export function publishSavedTranscript(model) {
+  const saved = model.get("saved_transcript") || {};
+  model.set("saved_transcript", { ...saved });
+  model.save_changes();
+}
+
+// -- 5. device choice ----------------------------------------------------------------------
+
+/**
+ * @typedef {{ deviceId: string, label: string }} AudioInput
+ */
+
+/**
+ * The audio inputs worth listing. Before the page may use the microphone browsers hide
+ * the labels; then nothing is listed (a list of blank names helps no one).
+ * @param {Array<{ kind: string, deviceId: string, label: string }>} devices
+ * @returns {AudioInput[]}
+ */
+export function audioInputs(devices) {
+  const inputs = (devices || []).filter((d) => d.kind === "audioinput" && d.deviceId);
+  if (inputs.some((d) => !d.label)) return [];
+  return inputs.map((d) => ({ deviceId: d.deviceId, label: d.label }));
+}
+
+/**
+ * Which input to ask getUserMedia for, given the chosen one (traits `device` = label,
+ * `device_id`). The id is per-origin and may change; the label is the fallback. A chosen
+ * device that is gone gives the default input and a notice saying so.
+ * @param {AudioInput[]} inputs what the browser lists now ([] when unknown)
+ * @param {{ label: string, deviceId: string }} wanted
+ * @returns {{ deviceId: string | null, label: string, notice: string }}
+ */
+export function chooseDevice(inputs, wanted) {
+  const label = wanted.label || "";
+  const id = wanted.deviceId || "";
+  if (!label && !id) return { deviceId: null, label: "", notice: "" };
+  if (!inputs.length) return { deviceId: id || null, label, notice: "" }; // not listed yet
+  const found = inputs.find((d) => id && d.deviceId === id) ||
+    inputs.find((d) => label && d.label === label);
+  if (found) return { deviceId: found.deviceId, label: found.label, notice: "" };
+  return { deviceId: null, label: "", notice: deviceGoneNotice(label || id) };
+}
+
+/** @param {string} name */
+export function deviceGoneNotice(name) {
+  return `The microphone "${name}" is not available; recording from the default input.`;
+}
+
+/**
+ * getUserMedia's audio constraints: mono, and no echo cancellation, noise suppression or
+ * gain control (measured: they hurt recognition); the chosen input exactly.
+ * @param {string | null} deviceId
+ */
+export function audioConstraints(deviceId) {
+  /** @type {MediaTrackConstraints} */
+  const audio = { channelCount: 1, echoCancellation: false, noiseSuppression: false,
+    autoGainControl: false };
+  if (deviceId) audio.deviceId = { exact: deviceId };
+  return { audio };
+}
+
+// -- 6. theme ------------------------------------------------------------------------------
+
+/**
+ * Relative luminance (WCAG) of a CSS rgb()/rgba() colour; null if it cannot be read or is
+ * transparent.
+ * @param {string} color
+ */
+export function luminance(color) {
+  const parts = (color.match(/[\d.]+/g) || []).map(Number);
+  if (parts.length < 3 || (parts.length > 3 && parts[3] === 0)) return null;
+  const [r, g, b] = parts.slice(0, 3).map((v) => v / 255)
+    .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+/**
+ * "dark" or "light" from the background the widget ended up with. The CSS reads the
+ * host's own theme variables (JupyterLab and Notebook 7 --jp-*, VS Code --vscode-*,
+ * marimo's --background); whichever applies, the resolved colour tells which text
+ * colours keep WCAG AA contrast.
+ * @param {string} background computed background-color of the widget
+ */
+export function themeOf(background) {
+  const lum = luminance(background);
+  return lum !== null && lum < 0.2 ? "dark" : "light";
+}
+
+// -- 7. capture ----------------------------------------------------------------------------
+
+/**
+ * The microphone side of one view: MediaRecorder, the level meter and the heartbeat.
+ * It knows nothing of the DOM; it reports through the callbacks.
+ */
+export class Capture {
+  /**
+   * @param {{
+   *   send: (content: any, buffers?: ArrayBuffer[]) => void,
+   *   onLevel: (level: number) => void,
+   *   onSent: (bytes: number, chunks: number) => void,
+   * }} hooks
+   */
+  constructor(hooks) {
+    this.hooks = hooks;
+    /** @type {MediaStream | null} */
+    this.stream = null;
+    /** @type {MediaRecorder | null} */
+    this.recorder = null;
+    /** @type {AudioContext | null} */
+    this.audioCtx = null;
+    /** @type {Promise<unknown>} */
+    this.chain = Promise.resolve();
+    this.raf = 0;
+    this.heartbeat = 0;
+    this.chunks = 0;
+  }
+
+  // Session messages leave in the order they happened, after any chunk still being read
+  // (arrayBuffer() is async). A failed step is logged and the chain goes on, so a later
+  // pause, resume or stop is never lost behind it.
+  /** @param {() => unknown} step */
+  inOrder(step) {
+    this.chain = this.chain.then(step).catch((err) => {
+      console.error("soniox-widget: could not send to the kernel", err);
+    });
+    return this.chain;
+  }
+
+  /** @param {() => boolean} alive @param {string} session */
+  startHeartbeat(session, alive) {
+    this.heartbeat = setInterval(() => {
+      if (alive()) this.hooks.send({ type: "heartbeat", session });
+    }, HEARTBEAT_MS);
+  }
+
+  /**
+   * Ask for the microphone; a chosen input that is gone falls back to the default one.
+   * @param {string | null} deviceId
+   * @returns {Promise<{ stream: MediaStream, fellBack: boolean }>}
+   */
+  async open(deviceId) {
+    try {
+      return { stream: await navigator.mediaDevices.getUserMedia(audioConstraints(deviceId)),
+        fellBack: false };
+    } catch (err) {
+      const name = /** @type {any} */ (err).name;
+      if (!deviceId || (name !== "OverconstrainedError" && name !== "NotFoundError")) throw err;
+      return { stream: await navigator.mediaDevices.getUserMedia(audioConstraints(null)),
+        fellBack: true };
+    }
+  }
+
+  /**
+   * Record `stream`; each chunk goes to the kernel numbered, in order.
+   * @param {MediaStream} stream
+   * @param {{ session: string, mimeType: string | null, bitsPerSecond: number,
+   *           timesliceMs: number, isCurrent: () => boolean,
+   *           onError: (err: any) => void, onStopped: () => void }} opts
+   */
+  record(stream, opts) {
+    this.stream = stream;
+    /** @type {MediaRecorderOptions} */
+    const options = { audioBitsPerSecond: opts.bitsPerSecond };
+    if (opts.mimeType) options.mimeType = opts.mimeType;
+    const recorder = new MediaRecorder(stream, options);
+    this.recorder = recorder;
+    this.chunks = 0;
+    let bytes = 0;
+    const session = opts.session;
+    recorder.ondataavailable = (event) => {
+      if (!event.data || event.data.size === 0 || !opts.isCurrent()) return;
+      const n = this.chunks++;
+      this.inOrder(async () => {
+        const buffer = await event.data.arrayBuffer();
+        this.hooks.send({ type: "chunk", session, seq: n }, [buffer]);
+        bytes += buffer.byteLength;
+        this.hooks.onSent(bytes, n + 1);
+      });
+    };
+    recorder.onerror = (event) => opts.onError(/** @type {any} */ (event).error || event);
+    // Also after a stop from the paused state: the recorder then gives its last data
+    // (dataavailable) before this event.
+    recorder.onstop = () => {
+      this.inOrder(() => {
+        if (!opts.isCurrent()) return; // the kernel already ended it
+        this.hooks.send({ type: "stop", session, chunks: this.chunks });
+        opts.onStopped();
+      });
+    };
+    recorder.start(opts.timesliceMs);
+    this.startMeter(stream);
+  }
+
+  /** @returns {boolean} whether a recorder was running (its onstop then ends the session) */
+  stop() {
+    const recorder = this.recorder;
+    if (recorder && recorder.state !== "inactive") {
+      recorder.stop();
+      return true;
+    }
+    return false;
+  }
+
+  pause() {
+    const recorder = this.recorder;
+    if (!recorder || recorder.state !== "recording") return false;
+    recorder.pause();
+    return true;
+  }
+
+  resume() {
+    const recorder = this.recorder;
+    if (!recorder || recorder.state !== "paused") return false;
+    recorder.resume();
+    return true;
+  }
+
+  /** @param {MediaStream} stream */
+  startMeter(stream) {
+    try {
+      const Ctx = window.AudioContext || /** @type {any} */ (window).webkitAudioContext;
+      const ctx = new Ctx();
+      const source = ctx.createMediaStreamSource(stream);
+      const analyser = ctx.createAnalyser();
+      analyser.fftSize = 1024;
+      source.connect(analyser);
+      this.audioCtx = ctx;
+      const data = new Float32Array(analyser.fftSize);
+      const tick = () => {
+        analyser.getFloatTimeDomainData(data);
+        let sum = 0;
+        for (let i = 0; i < data.length; i++) sum += data[i] * data[i];
+        const rms = Math.sqrt(sum / data.length);
+        this.hooks.onLevel(Math.min(1, rms * 4)); // speech RMS ~0.05-0.25 fills the bar
+        this.raf = requestAnimationFrame(tick);
+      };
+      tick();
+    } catch (err) {
+      console.warn("soniox-widget: no level meter", err);
+    }
+  }
+
+  /** Let go of the microphone, the meter and the heartbeat. */
+  release() {
+    if (this.raf) cancelAnimationFrame(this.raf);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.raf = 0;
+    this.heartbeat = 0;
+    if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
+    if (this.audioCtx) this.audioCtx.close().catch(() => {});
+    this.stream = null;
+    this.recorder = null;
+    this.audioCtx = null;
+    this.hooks.onLevel(0);
+  }
+}
+
+// -- 8. view -------------------------------------------------------------------------------
+
+/**
+ * @param {string} tag @param {string} [className] @param {string} [text]
+ * @returns {any}
+ */
+function h(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
 }
 
+/** @param {number} ms */
+export function formatElapsed(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/** The widget's DOM, built once; `paint` is the only code that changes it afterwards. */
+class View {
+  /** @param {HTMLElement} root */
+  constructor(root) {
+    this.box = h("div", "soniox-recorder");
+    const bar = h("div", "soniox-bar");
+    this.button = h("button", "soniox-button");
+    this.button.type = "button";
+    this.label = h("span", "soniox-button-label");
+    this.button.append(h("span", "soniox-dot"), this.label);
+    // Not a .soniox-button: "the view's button" stays one element for tests and users.
+    this.pauseButton = h("button", "soniox-pause");
+    this.pauseButton.type = "button";
+    this.pauseButton.hidden = true;
+    this.status = h("span", "soniox-status");
+    this.elapsed = h("span", "soniox-elapsed", "00:00");
+    this.meter = h("span", "soniox-meter");
+    this.level = h("span", "soniox-level");
+    this.meter.append(this.level);
+    this.meter.title = "Input level";
+    this.badge = h("span", "soniox-badge");
+    bar.append(this.button, this.pauseButton, this.status, this.meter, this.elapsed,
+      this.badge);
+    // The input device: listed once the page may use the microphone (labels are hidden
+    // before that).
+    this.deviceRow = h("label", "soniox-device-row");
+    this.deviceRow.hidden = true;
+    this.deviceSelect = h("select", "soniox-device");
+    this.deviceSelect.setAttribute("aria-label", "Microphone");
+    this.deviceRow.append(h("span", "soniox-device-label", "Microphone"), this.deviceSelect);
+    this.notice = h("div", "soniox-notice");
+    this.notice.hidden = true;
+    this.transcript = h("div", "soniox-transcript");
+    this.transcript.setAttribute("aria-live", "polite");
+    this.finalEl = h("span", "soniox-final");
+    this.nonfinalEl = h("span", "soniox-nonfinal");
+    this.placeholder = h("span", "soniox-placeholder", "Click Record and speak.");
+    this.transcript.append(this.placeholder, this.finalEl, this.nonfinalEl);
+    // The translation is kept apart from the spoken words, as its own line under them.
+    this.translationBox = h("div", "soniox-translation");
+    this.translationBox.setAttribute("aria-live", "polite");
+    this.translationFinal = h("span", "soniox-translation-final");
+    this.translationNonfinal = h("span", "soniox-translation-nonfinal");
+    this.translationBox.append(this.translationFinal, this.translationNonfinal);
+    this.errorBox = h("div", "soniox-error");
+    this.errorBox.setAttribute("role", "alert");
+    this.box.append(bar, this.deviceRow, this.notice, this.transcript, this.translationBox,
+      this.errorBox);
+    root.append(this.box);
+  }
+
+  /** @param {ReturnType<typeof present>} p @param {{ bytes: number, chunks: number,
+   *  elapsed: string | null, unavailableKind: string }} extra */
+  paint(p, extra) {
+    const box = this.box;
+    box.dataset.status = p.status;
+    box.dataset.phase = p.phase;
+    box.dataset.bytesSent = String(extra.bytes);
+    box.dataset.chunksSent = String(extra.chunks);
+    if (extra.unavailableKind) box.dataset.micUnavailable = extra.unavailableKind;
+    this.button.dataset.state = p.phase;
+    this.label.textContent = p.label;
+    this.button.disabled = p.disabled;
+    this.button.title = p.title;
+    this.status.textContent = p.statusText;
+    this.badge.textContent = p.badge;
+    this.badge.dataset.engine = p.engineKind;
+    this.badge.dataset.local = String(p.engineKind === "local");
+    this.pauseButton.hidden = p.pauseHidden;
+    this.pauseButton.textContent = p.pauseText;
+    this.pauseButton.setAttribute("aria-pressed", String(p.paused));
+    if (extra.elapsed !== null) this.elapsed.textContent = extra.elapsed;
+    this.meter.hidden = !p.recording;
+    this.deviceSelect.disabled = p.deviceDisabled;
+    this.notice.textContent = p.notice;
+    this.notice.hidden = !p.notice;
+    this.errorBox.textContent = p.error;
+    this.errorBox.hidden = p.errorHidden;
+  }
+
+  /** @param {number} level 0..1 */
+  paintLevel(level) {
+    this.level.style.width = `${Math.round(Math.min(1, level) * 100)}%`;
+  }
+
+  /** @param {TranscriptState} t @param {boolean} follow keep the end in view */
+  paintTranscript(t, follow) {
+    const el = this.transcript;
+    const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+    this.finalEl.replaceChildren(segmentNodes(t.final));
+    this.nonfinalEl.replaceChildren(segmentNodes(t.nonfinal));
+    this.placeholder.hidden = t.final.length > 0 || t.nonfinal.length > 0;
+    if (atBottom || follow) el.scrollTop = el.scrollHeight;
+    this.translationFinal.textContent = t.translation;
+    this.translationNonfinal.textContent = t.nonfinalTranslation;
+    this.translationBox.hidden = !t.translation && !t.nonfinalTranslation;
+  }
+
+  /** @param {AudioInput[]} inputs @param {string} chosenId @param {string} chosenLabel */
+  paintDevices(inputs, chosenId, chosenLabel) {
+    const select = this.deviceSelect;
+    const options = [h("option", "", "Default microphone")];
+    options[0].value = "";
+    for (const input of inputs) {
+      const option = h("option", "", input.label);
+      option.value = input.deviceId;
+      options.push(option);
+    }
+    select.replaceChildren(...options);
+    const chosen = chooseDevice(inputs, { label: chosenLabel, deviceId: chosenId });
+    select.value = chosen.deviceId || "";
+    this.deviceRow.hidden = inputs.length === 0;
+  }
+}
+
+/** @param {Segment[]} segments */
+function segmentNodes(segments) {
+  const frag = document.createDocumentFragment();
+  let prevSpeaker = null;
+  let prevLanguage = null;
+  for (const seg of segments) {
+    if (seg.speaker != null && seg.speaker !== prevSpeaker) {
+      frag.append(h("span", "soniox-speaker", `Speaker ${seg.speaker}`));
+    }
+    if (seg.language != null && seg.language !== prevLanguage) {
+      frag.append(h("span", "soniox-language", seg.language));
+    }
+    frag.append(h("span", "soniox-segment", seg.text));
+    prevSpeaker = seg.speaker;
+    prevLanguage = seg.language;
+  }
+  return frag;
+}
+
+// -- 9. render -----------------------------------------------------------------------------
+
+function newId() {
+  return globalThis.crypto && crypto.randomUUID
+    ? crypto.randomUUID()
+    : Math.random().toString(36).slice(2) + Date.now().toString(36);
+}
+
+/** @type {import("@anywidget/types").Render<Model>} */
 function render({ model, el: root }) {
   const viewId = newId();
-  const state = {
-    phase: "idle", // local phase: idle | requesting-mic | recording | paused | finishing
+  const env = pageEnv();
+  /** @type {LocalState} */
+  const local = {
+    phase: "idle",
     session: null,
-    kernelHasSession: false, // the kernel named this view active_view for state.session
-    rev: -1,
-    final: [], // segments
-    nonfinal: [],
-    translation: "", // final translated text (translation on): its own line
-    nonfinalTranslation: "",
+    kernelHasSession: false,
     localError: "",
-    // Why this page cannot record at all ({kind, message}), found at render: Record stays
-    // disabled and the error box says what to do instead.
-    unavailable: micUnavailable(),
-    startedAt: 0, // when the MediaRecorder started
-    pausedMs: 0, // paused time before the current pause, left out of the clock
-    frozenAt: 0, // when the clock stopped (pause or stop); 0 while it runs
-    bytesSent: 0,
-    chunksSent: 0,
-    level: 0,
-    dirtyTranscript: true,
+    notice: "",
+    // Why this page cannot record at all, found at render: Record stays disabled and
+    // the error box says what to do instead.
+    unavailable: micUnavailable(env),
   };
   // Until the kernel answers (or with no kernel at all: a reopened notebook, an HTML
-  // export), show the transcript saved when the last recording ended.
-  const saved = model.get("saved_transcript") || {};
-  if (saved.segments && saved.segments.length) {
-    state.final = appendSegments([], saved.segments);
-    state.translation = saved.translation || "";
-  }
-  // Capture resources (not UI state): released by releaseCapture().
-  const capture = { stream: null, recorder: null, chain: Promise.resolve(), audioCtx: null,
-    analyser: null, raf: 0, timer: 0, heartbeat: 0 };
+  // export), the transcript saved when the last recording ended.
+  let transcript = initialTranscript(model.get("saved_transcript"));
+  /** @type {AudioInput[]} */
+  let inputs = [];
+  const clock = { startedAt: 0, pausedMs: 0, frozenAt: 0, timer: 0 };
+  const sent = { bytes: 0, chunks: 0 };
+  const view = new View(root);
+  const capture = new Capture({
+    send,
+    onLevel: (level) => view.paintLevel(level),
+    onSent: (bytes, chunks) => { sent.bytes = bytes; sent.chunks = chunks; },
+  });
 
-  // -- DOM ---------------------------------------------------------------------
-  const box = el("div", "soniox-recorder");
-  const bar = el("div", "soniox-bar");
-  const button = el("button", "soniox-button");
-  button.type = "button";
-  const dot = el("span", "soniox-dot");
-  const label = el("span", "soniox-button-label");
-  button.append(dot, label);
-  // Not a .soniox-button: "the view's button" stays one element for tests and users.
-  const pauseButton = el("button", "soniox-pause");
-  pauseButton.type = "button";
-  pauseButton.hidden = true;
-  const status = el("span", "soniox-status");
-  const elapsed = el("span", "soniox-elapsed", "00:00");
-  const meter = el("span", "soniox-meter");
-  const level = el("span", "soniox-level");
-  meter.append(level);
-  meter.title = "Input level";
-  const badge = el("span", "soniox-badge");
-  bar.append(button, pauseButton, status, meter, elapsed, badge);
-  const transcript = el("div", "soniox-transcript");
-  transcript.setAttribute("aria-live", "polite");
-  const finalEl = el("span", "soniox-final");
-  const nonfinalEl = el("span", "soniox-nonfinal");
-  const placeholder = el("span", "soniox-placeholder", "Click Record and speak.");
-  transcript.append(placeholder, finalEl, nonfinalEl);
-  // The translation is kept apart from the spoken words, as its own line under them.
-  const translationBox = el("div", "soniox-translation");
-  translationBox.setAttribute("aria-live", "polite");
-  const translationFinal = el("span", "soniox-translation-final");
-  const translationNonfinal = el("span", "soniox-translation-nonfinal");
-  translationBox.append(translationFinal, translationNonfinal);
-  const errorBox = el("div", "soniox-error");
-  errorBox.setAttribute("role", "alert");
-  box.append(bar, transcript, translationBox, errorBox);
-  root.append(box);
-
-  // -- rendering ----------------------------------------------------------------
-  function kernelStatus() {
-    return model.get("status") || "idle";
-  }
-
-  function shownPhase() {
-    // Local phases before the kernel knows (asking for the mic) win; otherwise the
-    // kernel's status is the truth, so every view shows the same thing.
-    const ks = kernelStatus();
-    if (state.phase === "requesting-mic") return "requesting-mic";
-    if (state.unavailable && !state.session && (ks === "idle" || ks === "error")) {
-      return "unavailable";
-    }
-    if (state.localError) return "error";
-    if (ks === "error") return "error";
-    if (state.phase === "finishing" && ks !== "idle") return "finishing";
-    // The owner's MediaRecorder is paused at once; show it before the kernel confirms.
-    if (state.phase === "paused" && ks === "recording") return "paused";
-    return ks;
+  function kernel() {
+    return { status: model.get("status") || "idle", error: model.get("error") || "",
+      active_view: model.get("active_view") || "", engine_label: model.get("engine_label") || "",
+      engine_kind: model.get("engine_kind") || "" };
   }
 
   // Recorded time: wall time since the start, less the pauses, frozen at pause and stop.
   function recordedMs() {
-    return (state.frozenAt || Date.now()) - state.startedAt - state.pausedMs;
-  }
-
-  function segmentNodes(segments, className) {
-    const frag = document.createDocumentFragment();
-    let prevSpeaker = null;
-    let prevLanguage = null;
-    for (const seg of segments) {
-      if (seg.speaker != null && seg.speaker !== prevSpeaker) {
-        frag.append(el("span", "soniox-speaker", `Speaker ${seg.speaker}`));
-      }
-      if (seg.language != null && seg.language !== prevLanguage) {
-        frag.append(el("span", "soniox-language", seg.language));
-      }
-      frag.append(el("span", className, seg.text));
-      prevSpeaker = seg.speaker;
-      prevLanguage = seg.language;
-    }
-    return frag;
+    return (clock.frozenAt || Date.now()) - clock.startedAt - clock.pausedMs;
   }
 
   function paint() {
-    const phase = shownPhase();
-    const activeView = model.get("active_view") || "";
-    const elsewhere = activeView !== "" && activeView !== viewId;
-    box.dataset.status = kernelStatus();
-    box.dataset.phase = phase;
-    box.dataset.bytesSent = String(state.bytesSent);
-    box.dataset.chunksSent = String(state.chunksSent);
-    button.dataset.state = phase;
-    label.textContent = LABELS[phase] || "Record";
-    const mine = state.session !== null;
-    button.disabled =
-      phase === "unavailable" ||
-      phase === "finishing" ||
-      phase === "requesting-mic" ||
-      (!mine && (elsewhere || SESSION_PHASES.has(phase)));
-    button.title = phase === "unavailable" ? state.unavailable.message
-      : elsewhere && !mine ? "Recording in another view" : "";
-    if (state.unavailable) box.dataset.micUnavailable = state.unavailable.kind;
-    status.textContent = elsewhere && !mine && phase === "recording"
-      ? "Recording in another view"
-      : STATUS_TEXT[phase] || phase;
-    badge.textContent = model.get("engine_label") || "";
-    badge.dataset.local = String(/offline|local/i.test(badge.textContent));
-    const paused = state.phase === "paused";
-    pauseButton.hidden = !(mine && (state.phase === "recording" || paused)
-      && PAUSABLE_PHASES.has(phase));
-    pauseButton.textContent = paused ? "Resume" : "Pause";
-    pauseButton.setAttribute("aria-pressed", String(paused));
-    // While reconnecting the microphone still records (the kernel queues the audio).
-    const recording = mine && state.phase === "recording" && phase !== "connecting";
-    if (mine) elapsed.textContent = formatElapsed(state.startedAt ? recordedMs() : 0);
-    meter.hidden = !recording;
-    level.style.width = `${Math.round(Math.min(1, state.level) * 100)}%`;
-    const kernelError = model.get("error") || "";
-    const error = phase === "unavailable"
-      ? [...new Set([state.unavailable.message, kernelError].filter(Boolean))].join(" ")
-      : state.localError || kernelError;
-    errorBox.textContent = error;
-    errorBox.hidden = !error || (phase !== "error" && phase !== "unavailable");
-    if (state.dirtyTranscript) {
-      state.dirtyTranscript = false;
-      const atBottom =
-        transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 24;
-      finalEl.replaceChildren(segmentNodes(state.final, "soniox-segment"));
-      nonfinalEl.replaceChildren(segmentNodes(state.nonfinal, "soniox-segment"));
-      placeholder.hidden = state.final.length > 0 || state.nonfinal.length > 0;
-      if (atBottom || recording) transcript.scrollTop = transcript.scrollHeight;
-      translationFinal.textContent = state.translation;
-      translationNonfinal.textContent = state.nonfinalTranslation;
-      translationBox.hidden = !state.translation && !state.nonfinalTranslation;
+    const p = present(local, kernel(), viewId);
+    view.paint(p, { bytes: sent.bytes, chunks: sent.chunks,
+      elapsed: p.mine ? formatElapsed(clock.startedAt ? recordedMs() : 0) : null,
+      unavailableKind: local.unavailable ? local.unavailable.kind : "" });
+  }
+
+  function paintTranscript() {
+    view.paintTranscript(transcript, present(local, kernel(), viewId).recording);
+  }
+
+  /** @param {any} content @param {ArrayBuffer[]} [buffers] */
+  function send(content, buffers) {
+    try {
+      model.send(content, undefined, buffers);
+    } catch (err) {
+      console.error("soniox-widget: send failed", err);
     }
   }
 
-  // -- kernel messages ----------------------------------------------------------
+  // -- kernel messages ---------------------------------------------------------------
+  /** @param {any} msg */
   function onCustom(msg) {
     if (!msg || typeof msg !== "object") return;
+    const next = reduceTranscript(transcript, msg);
+    if (next !== transcript) {
+      transcript = next;
+      if (next.stale) {
+        send({ type: "snapshot_request" });
+        return;
+      }
+      paintTranscript();
+      return;
+    }
     switch (msg.type) {
-      case "snapshot":
-        if (msg.rev >= state.rev) {
-          state.rev = msg.rev;
-          state.final = appendSegments([], msg.segments);
-          state.nonfinal = appendSegments([], msg.nonfinal);
-          state.translation = msg.translation || "";
-          state.nonfinalTranslation = msg.nonfinal_translation || "";
-          state.dirtyTranscript = true;
-        }
-        break;
-      case "delta":
-        if (msg.base_rev !== state.rev) {
-          model.send({ type: "snapshot_request" });
-          return;
-        }
-        state.rev = msg.rev;
-        appendSegments(state.final, msg.final);
-        state.nonfinal = appendSegments([], msg.nonfinal);
-        if (msg.translation) state.translation += msg.translation;
-        if (msg.nonfinal_translation !== undefined) {
-          state.nonfinalTranslation = msg.nonfinal_translation;
-        }
-        state.dirtyTranscript = true;
-        break;
-      case "clear":
-        state.rev = msg.rev;
-        state.final = [];
-        state.nonfinal = [];
-        state.translation = "";
-        state.nonfinalTranslation = "";
-        state.dirtyTranscript = true;
-        break;
       case "stop_request":
-        if (state.session) stopRecording();
+        if (local.session) stopRecording();
         break;
       case "pause_request":
         pauseRecording();
@@ -383,10 +895,11 @@ function render({ model, el: root }) {
         break;
       case "rejected":
         if (msg.view === viewId) {
-          releaseCapture();
-          state.session = null;
-          state.phase = "idle";
-          state.localError = msg.reason || "The recorder is busy.";
+          capture.release();
+          stopClock();
+          local.session = null;
+          local.phase = "idle";
+          local.localError = msg.reason || "The recorder is busy.";
         }
         break;
       default:
@@ -396,7 +909,7 @@ function render({ model, el: root }) {
   }
 
   function noteKernelOwner() {
-    if (state.session && model.get("active_view") === viewId) state.kernelHasSession = true;
+    if (local.session && model.get("active_view") === viewId) local.kernelHasSession = true;
   }
 
   function onActiveView() {
@@ -405,141 +918,128 @@ function render({ model, el: root }) {
   }
 
   function onStatus() {
-    const ks = kernelStatus();
+    const ks = model.get("status") || "idle";
     noteKernelOwner();
-    // Idle after the kernel took our session means the session is over. After our own
-    // stop this only tidies up; if the kernel ended it by itself, it lets go of the
-    // microphone and the heartbeat. (Before the kernel took the session an idle may be
-    // stale, so it is ignored then.)
-    if (ks === "idle" && state.session &&
-        (state.phase === "finishing" || state.kernelHasSession)) {
-      releaseCapture();
-      state.phase = "idle";
-      state.session = null;
-    }
-    if (ks === "error" && state.session) {
-      // The kernel gave up (e.g. upstream unreachable): let go of the microphone.
-      releaseCapture();
-      state.session = null;
-      state.phase = "idle";
+    if (sessionEnded(local, ks)) {
+      // After our own stop this only tidies up; if the kernel ended the session (or gave
+      // up), it lets go of the microphone and the heartbeat.
+      capture.release();
+      stopClock();
+      local.phase = "idle";
+      local.session = null;
+      // The kernel set saved_transcript just before this status (one ordered channel).
+      publishSavedTranscript(model);
     }
     paint();
   }
 
-  // -- recording ------------------------------------------------------------------
-  function send(content, buffers) {
+  // -- devices -------------------------------------------------------------------------
+  async function refreshDevices() {
+    const devices = globalThis.navigator && navigator.mediaDevices;
+    if (!devices || typeof devices.enumerateDevices !== "function") return;
     try {
-      model.send(content, undefined, buffers);
-    } catch (err) {
-      console.error("soniox-widget: send failed", err);
+      inputs = audioInputs(await devices.enumerateDevices());
+    } catch {
+      inputs = [];
     }
+    view.paintDevices(inputs, model.get("device_id") || "", model.get("device") || "");
   }
 
-  // Session messages leave in the order they happened, after any chunk still being read
-  // (arrayBuffer() is async). A failed step is logged and the chain goes on, so a later
-  // pause, resume or stop is never lost behind it.
-  function inOrder(step) {
-    capture.chain = capture.chain.then(step).catch((err) => {
-      console.error("soniox-widget: could not send to the kernel", err);
-    });
-    return capture.chain;
+  function onDeviceTrait() {
+    view.paintDevices(inputs, model.get("device_id") || "", model.get("device") || "");
+  }
+
+  view.deviceSelect.addEventListener("change", () => {
+    const id = view.deviceSelect.value;
+    const input = inputs.find((d) => d.deviceId === id);
+    model.set("device_id", input ? input.deviceId : "");
+    model.set("device", input ? input.label : "");
+    model.save_changes();
+  });
+
+  // -- recording -----------------------------------------------------------------------
+  function stopClock() {
+    if (clock.timer) clearInterval(clock.timer);
+    clock.timer = 0;
   }
 
   async function startRecording() {
     const session = newId();
-    state.session = session;
-    state.kernelHasSession = false;
-    state.startedAt = 0; // the clock shows 00:00 until the microphone records
-    state.localError = "";
-    state.bytesSent = 0;
-    state.chunksSent = 0;
-    state.phase = "requesting-mic";
+    local.session = session;
+    local.kernelHasSession = false;
+    local.localError = "";
+    local.notice = "";
+    local.phase = "requesting-mic";
+    clock.startedAt = 0; // the clock shows 00:00 until the microphone records
+    sent.bytes = 0;
+    sent.chunks = 0;
     paint();
     const mimeType = pickMimeType();
     // Tell the kernel first: it connects upstream while the browser asks for the mic.
     send({ type: "start", session, view: viewId, mime_type: mimeType || "" });
-    capture.heartbeat = setInterval(() => {
-      if (state.session === session) send({ type: "heartbeat", session });
-    }, HEARTBEAT_MS);
+    capture.startHeartbeat(session, () => local.session === session);
     // Known causes (normally found at render, which keeps Record disabled) end here,
     // before the browser is asked; the kernel learns them from the abort message.
-    const cause = micUnavailable();
+    const cause = micUnavailable(pageEnv());
     if (cause) return failCapture(session, cause);
+    const chosen = chooseDevice(inputs, { label: model.get("device") || "",
+      deviceId: model.get("device_id") || "" });
     let stream;
     try {
-      stream = await navigator.mediaDevices.getUserMedia({
-        audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false,
-          autoGainControl: false },
-      });
+      const opened = await capture.open(chosen.deviceId);
+      stream = opened.stream;
+      local.notice = chosen.notice ||
+        (opened.fellBack ? deviceGoneNotice(chosen.label || "chosen") : "");
     } catch (err) {
-      return failCapture(session, micError(err));
+      return failCapture(session, micError(err, pageEnv()));
     }
-    if (state.session !== session || state.phase !== "requesting-mic") {
+    if (local.session !== session || local.phase !== "requesting-mic") {
       // Rejected, stopped or ended while the browser asked: this stream is not needed.
       stream.getTracks().forEach((t) => t.stop());
       return;
     }
-    capture.stream = stream;
     try {
-      const options = { audioBitsPerSecond: model.get("audio_bits_per_second") || 32000 };
-      if (mimeType) options.mimeType = mimeType;
-      const recorder = new MediaRecorder(stream, options);
-      capture.recorder = recorder;
-      let seq = 0;
-      recorder.ondataavailable = (event) => {
-        if (!event.data || event.data.size === 0 || state.session !== session) return;
-        const n = seq++;
-        inOrder(async () => {
-          const buffer = await event.data.arrayBuffer();
-          send({ type: "chunk", session, seq: n }, [buffer]);
-          state.bytesSent += buffer.byteLength;
-          state.chunksSent = n + 1;
-        });
-      };
-      recorder.onerror = (event) => failCapture(session, micError(event.error || event));
-      // Also after a stop from the paused state: the recorder then gives its last data
-      // (dataavailable) before this event.
-      recorder.onstop = () => {
-        inOrder(() => {
-          if (state.session !== session) return; // the kernel already ended it
-          send({ type: "stop", session, chunks: seq });
-          releaseCapture();
-          paint();
-        });
-      };
-      recorder.start(model.get("timeslice_ms") || 120);
-      startMeter(stream);
+      capture.record(stream, {
+        session, mimeType, bitsPerSecond: model.get("audio_bits_per_second") || 32000,
+        timesliceMs: model.get("timeslice_ms") || 120,
+        isCurrent: () => local.session === session,
+        onError: (err) => failCapture(session, micError(err, pageEnv())),
+        onStopped: () => { capture.release(); stopClock(); paint(); },
+      });
     } catch (err) {
-      return failCapture(session, micError(err));
+      return failCapture(session, micError(err, pageEnv()));
     }
-    state.phase = "recording";
-    state.startedAt = Date.now();
-    state.pausedMs = 0;
-    state.frozenAt = 0;
-    capture.timer = setInterval(paint, 250);
+    local.phase = "recording";
+    clock.startedAt = Date.now();
+    clock.pausedMs = 0;
+    clock.frozenAt = 0;
+    clock.timer = setInterval(paint, 250);
     paint();
+    // Permission is granted now, so the browser tells the inputs' names.
+    refreshDevices();
   }
 
+  /** @param {string} session @param {MicProblem} problem */
   function failCapture(session, { kind, message }) {
-    releaseCapture();
-    if (state.session === session) {
+    capture.release();
+    stopClock();
+    if (local.session === session) {
       send({ type: "abort", session, kind, message });
-      state.session = null;
-      state.phase = "idle";
-      state.localError = "";
+      local.session = null;
+      local.phase = "idle";
+      local.localError = "";
     }
     paint();
   }
 
   function stopRecording() {
-    const recorder = capture.recorder;
-    state.phase = "finishing";
-    if (!state.frozenAt) state.frozenAt = Date.now();
-    if (recorder && recorder.state !== "inactive") {
-      recorder.stop(); // onstop sends the last chunk, then the end message
-    } else if (state.session) {
-      send({ type: "stop", session: state.session, chunks: state.chunksSent });
-      releaseCapture();
+    local.phase = "finishing";
+    if (!clock.frozenAt) clock.frozenAt = Date.now();
+    if (!capture.stop() && local.session) {
+      // No recorder running (still asking for the mic): end the session from here.
+      send({ type: "stop", session: local.session, chunks: sent.chunks });
+      capture.release();
+      stopClock();
     }
     paint();
   }
@@ -547,112 +1047,95 @@ function render({ model, el: root }) {
   // Pause and resume are the same whether the user clicks or the kernel asks
   // (pause_request/resume_request); anything else is ignored.
   function pauseRecording() {
-    const recorder = capture.recorder;
-    const session = state.session;
-    if (!session || state.phase !== "recording" || !recorder || recorder.state !== "recording") {
-      return;
-    }
-    recorder.pause();
-    state.phase = "paused";
-    state.frozenAt = Date.now();
-    inOrder(() => send({ type: "pause", session }));
+    const session = local.session;
+    if (!session || local.phase !== "recording" || !capture.pause()) return;
+    local.phase = "paused";
+    clock.frozenAt = Date.now();
+    capture.inOrder(() => send({ type: "pause", session }));
     paint();
   }
 
   function resumeRecording() {
-    const recorder = capture.recorder;
-    const session = state.session;
-    if (!session || state.phase !== "paused" || !recorder || recorder.state !== "paused") {
-      return;
-    }
-    recorder.resume();
-    state.phase = "recording";
-    state.pausedMs += Date.now() - state.frozenAt;
-    state.frozenAt = 0;
-    inOrder(() => send({ type: "resume", session }));
+    const session = local.session;
+    if (!session || local.phase !== "paused" || !capture.resume()) return;
+    local.phase = "recording";
+    clock.pausedMs += Date.now() - clock.frozenAt;
+    clock.frozenAt = 0;
+    capture.inOrder(() => send({ type: "resume", session }));
     paint();
   }
 
-  function startMeter(stream) {
-    try {
-      const Ctx = window.AudioContext || window.webkitAudioContext;
-      const ctx = new Ctx();
-      const source = ctx.createMediaStreamSource(stream);
-      const analyser = ctx.createAnalyser();
-      analyser.fftSize = 1024;
-      source.connect(analyser);
-      capture.audioCtx = ctx;
-      capture.analyser = analyser;
-      const data = new Float32Array(analyser.fftSize);
-      const tick = () => {
-        analyser.getFloatTimeDomainData(data);
-        let sum = 0;
-        for (let i = 0; i < data.length; i++) sum += data[i] * data[i];
-        const rms = Math.sqrt(sum / data.length);
-        state.level = Math.min(1, rms * 4); // speech RMS ~0.05-0.25 fills the bar
-        level.style.width = `${Math.round(state.level * 100)}%`;
-        capture.raf = requestAnimationFrame(tick);
-      };
-      tick();
-    } catch (err) {
-      console.warn("soniox-widget: no level meter", err);
-    }
-  }
-
-  function releaseCapture() {
-    if (capture.raf) cancelAnimationFrame(capture.raf);
-    if (capture.timer) clearInterval(capture.timer);
-    if (capture.heartbeat) clearInterval(capture.heartbeat);
-    capture.raf = 0;
-    capture.timer = 0;
-    capture.heartbeat = 0;
-    if (capture.stream) capture.stream.getTracks().forEach((t) => t.stop());
-    if (capture.audioCtx) capture.audioCtx.close().catch(() => {});
-    capture.stream = null;
-    capture.recorder = null;
-    capture.audioCtx = null;
-    capture.analyser = null;
-    state.level = 0;
-  }
-
-  button.addEventListener("click", () => {
-    const phase = shownPhase();
-    if (state.session && SESSION_PHASES.has(phase)) {
+  view.button.addEventListener("click", () => {
+    const phase = shownPhase(local, model.get("status"));
+    if (local.session && SESSION_PHASES.has(phase)) {
       stopRecording();
-    } else if (!state.session && (phase === "idle" || phase === "error")) {
+    } else if (!local.session && (phase === "idle" || phase === "error")) {
       startRecording().catch((err) => {
-        send({ type: "view_error", message: String(err && err.stack || err) });
+        send({ type: "view_error", message: String((err && err.stack) || err) });
       });
     }
   });
 
-  pauseButton.addEventListener("click", () => {
-    if (state.phase === "paused") resumeRecording();
+  view.pauseButton.addEventListener("click", () => {
+    if (local.phase === "paused") resumeRecording();
     else pauseRecording();
   });
 
+  // -- theme ---------------------------------------------------------------------------
+  // The colours come from the host's variables (CSS); which text colours stay legible
+  // depends on how dark the result is, so it is re-read when the host changes theme
+  // (JupyterLab: a body attribute; VS Code: body classes; marimo: a class on <html>).
+  function paintTheme() {
+    view.box.dataset.theme = themeOf(getComputedStyle(view.box).backgroundColor);
+  }
+  const themeWatch = typeof MutationObserver === "undefined" ? null
+    : new MutationObserver(() => requestAnimationFrame(paintTheme));
+  for (const node of [document.documentElement, document.body]) {
+    if (themeWatch && node) themeWatch.observe(node, { attributes: true });
+  }
+
   const onChange = () => paint();
+  const mediaDevices = globalThis.navigator && navigator.mediaDevices;
   model.on("msg:custom", onCustom);
   model.on("change:status", onStatus);
   model.on("change:error", onChange);
   model.on("change:engine_label", onChange);
+  model.on("change:engine_kind", onChange);
   model.on("change:active_view", onActiveView);
-  model.send({ type: "snapshot_request" });
+  model.on("change:device", onDeviceTrait);
+  model.on("change:device_id", onDeviceTrait);
+  if (mediaDevices && mediaDevices.addEventListener) {
+    mediaDevices.addEventListener("devicechange", refreshDevices);
+  }
+  send({ type: "snapshot_request" });
   // Tell the kernel too, so rec.error says why this front end cannot record.
-  if (state.unavailable) {
-    send({ type: "unavailable", kind: state.unavailable.kind,
-      message: state.unavailable.message });
+  if (local.unavailable) {
+    send({ type: "unavailable", kind: local.unavailable.kind,
+      message: local.unavailable.message });
+  } else {
+    refreshDevices(); // lists the inputs if permission was given before
   }
   paint();
+  paintTranscript();
+  requestAnimationFrame(paintTheme);
+  paintTheme();
 
   return () => {
-    if (state.session && capture.recorder) stopRecording();
-    releaseCapture();
+    if (local.session && capture.recorder) stopRecording();
+    capture.release();
+    stopClock();
+    if (themeWatch) themeWatch.disconnect();
+    if (mediaDevices && mediaDevices.removeEventListener) {
+      mediaDevices.removeEventListener("devicechange", refreshDevices);
+    }
     model.off("msg:custom", onCustom);
     model.off("change:status", onStatus);
     model.off("change:error", onChange);
     model.off("change:engine_label", onChange);
+    model.off("change:engine_kind", onChange);
     model.off("change:active_view", onActiveView);
+    model.off("change:device", onDeviceTrait);
+    model.off("change:device_id", onDeviceTrait);
   };
 }
 
