@@ -1,0 +1,463 @@
+"""Transcript latency of the notebook widget against the guide's page, in a real browser.
+
+    .venv/bin/python benchmarks/bench_widget_latency.py           # 4 rounds of 15 s (~5 min)
+    .venv/bin/python benchmarks/bench_widget_latency.py --quick   # 2 rounds of 6 s (~2 min)
+
+Three systems, measured side by side in one run, in one headless Chromium (Debian's
+/usr/bin/chromium) with a fake microphone, against the same echo upstream:
+
+- guide: the guide's page and proxy, run unchanged from ``ROOT.parent/"shared"/"seed"``
+  (the page is served as it is; its hard-coded ws://localhost:3001/ is pointed at this
+  run's proxy port by a WebSocket wrapper in the page);
+- widget: ``SonioxRecorder(url=<echo>)`` in JupyterLab, the Jupyter server with the
+  soniox_widget.jupyter_nodelay extension (TCP_NODELAY on kernel WebSockets);
+- widget, Nagle on: the same in a second JupyterLab with the extension turned off.
+
+The echo upstream (a websockets server in its own process, ``--upstream``) answers every
+audio frame at once with one final token naming how many audio bytes it has received so
+far (`` b1234``). In the page, a MediaRecorder wrapper stamps each chunk's emission
+(``performance.now()`` in its ``dataavailable``) with the running byte count, and a
+MutationObserver stamps the moment the transcript first shows a token covering that
+byte: the same clock, no clock sync. A byte count rather than a frame number keeps the
+match right if a path merges or splits chunks.
+
+chunk -> text: every chunk emitted before Stop was clicked, except each recording's first
+(it waits for the connection to the upstream; that is in "click -> first text").
+Rounds alternate between the systems, with one unmeasured warm-up recording each.
+Prints a markdown table with ratios to the guide's page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import http.server
+import json
+import math
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT.parent / "shared" / "seed"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [  # as in tests/e2e/conftest.py
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+NODELAY_EXTENSION = "soniox_widget.jupyter_nodelay"
+GUIDE_WS = "ws://localhost:3001/"
+
+
+# -- the echo upstream (its own process) ------------------------------------------------
+
+async def _echo(ws) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    received = 0
+    try:
+        await ws.recv()  # the start message
+        async for frame in ws:
+            if isinstance(frame, bytes) and frame:
+                received += len(frame)
+                await ws.send(f'{{"tokens":[{{"text":" b{received}","is_final":true}}]}}')
+            elif not frame:  # the empty frame, binary or text, ends the stream
+                await ws.send('{"tokens":[],"finished":true}')
+                await ws.close()
+                return
+            # other text frames (keepalive, finalize) need no reply here
+    except ConnectionClosed:
+        return
+
+
+async def run_upstream(port: int) -> None:
+    from websockets.asyncio.server import serve
+
+    async with serve(_echo, "127.0.0.1", port, max_size=2**24) as server:
+        await server.serve_forever()
+
+
+# -- processes and servers ----------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(ready, proc: subprocess.Popen, what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not start")
+        time.sleep(0.2)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Processes:
+    """Every child process of the run; all are stopped at the end, whatever happens."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], env: dict[str, str], log: Path | None = None,
+              cwd: Path | None = None) -> subprocess.Popen:
+        out = open(log, "w") if log else subprocess.DEVNULL
+        proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def clean_env() -> dict[str, str]:
+    """No real key or upstream reaches the systems under test."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SONIOX_API_KEY", "SONIOX_WS_URL")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@dataclass
+class Lab:
+    port: int
+    token: str
+    root: Path
+    log: Path
+
+    def url(self, path: str) -> str:
+        sep = "&" if "?" in path else "?"
+        return f"http://127.0.0.1:{self.port}{path}{sep}token={self.token}"
+
+
+def start_lab(procs: Processes, root: Path, nodelay: bool) -> Lab:
+    """JupyterLab on 127.0.0.1 with the no-delay extension on or off in its own config."""
+    root.mkdir(parents=True)
+    config_dir = root / ".jupyter-config"
+    config_dir.mkdir()
+    (config_dir / "jupyter_server_config.json").write_text(json.dumps(
+        {"ServerApp": {"jpserver_extensions": {NODELAY_EXTENSION: nodelay}}}))
+    env = clean_env()
+    env["JUPYTER_CONFIG_DIR"] = str(config_dir)
+    lab = Lab(free_port(), secrets.token_hex(16), root, root / "jupyter.log")
+    proc = procs.start(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={lab.port}",
+         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={lab.token}",
+         f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+         "--ServerApp.allow_root=True", "--LabApp.extension_manager=readonly",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env, log=lab.log, cwd=root)
+    wait_until(lambda: port_open(lab.port), proc, "JupyterLab")
+    deadline = time.monotonic() + 30
+    while "Jupyter Server" not in lab.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    shown = f"{NODELAY_EXTENSION}: TCP_NODELAY on" in lab.log.read_text()
+    if shown != nodelay:
+        raise SystemExit(f"JupyterLab (nodelay={nodelay}) says otherwise; see {lab.log}")
+    return lab
+
+
+def serve_seed_page() -> tuple[http.server.ThreadingHTTPServer, int]:
+    """The guide's page, served as it is from the seed folder (loopback only)."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(SEED)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def write_mic_wav(path: Path, seconds: float = 8.0, rate: int = 48000) -> Path:
+    """A fake microphone signal with speech-like energy (so Opus chunks have real sizes):
+    a few harmonics whose loudness rises and falls at syllable rate, plus some noise."""
+    import random
+
+    rng = random.Random(11)
+    frames = bytearray()
+    for i in range(int(seconds * rate)):
+        t = i / rate
+        envelope = 0.5 + 0.5 * math.sin(2 * math.pi * 4 * t)
+        voice = sum(math.sin(2 * math.pi * f * t) / k
+                    for k, f in enumerate((140, 280, 420, 700), start=1))
+        x = 0.25 * envelope * voice + 0.02 * (rng.random() - 0.5)
+        frames += int(max(-1.0, min(1.0, x)) * 32767).to_bytes(2, "little", signed=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(frames))
+    return path
+
+
+# -- in the page ----------------------------------------------------------------------------
+
+# Installed before the page's own scripts. Each MediaRecorder is one round: its chunks as
+# [running byte count, emitted at, first shown at]. The observer reads the last token of
+# the transcript element, which names the bytes the upstream had when it answered; after a
+# click it waits until the last recording's text is gone (both pages clear it on start).
+PAGE_PROBE = r"""
+(() => {
+  const B = window.__bench = { rounds: [], clickAt: null, stopAt: null, firstTextAt: null,
+                               cleared: true, selector: __SELECTOR__ };
+  const wsFrom = __WS_FROM__, wsTo = __WS_TO__;
+  if (wsFrom && window.WebSocket) {
+    const Plain = window.WebSocket;
+    window.WebSocket = class extends Plain {
+      constructor(url, protocols) { super(url === wsFrom ? wsTo : url, protocols); }
+    };
+  }
+  const Recorder = window.MediaRecorder;
+  if (Recorder) {
+    window.MediaRecorder = class extends Recorder {
+      constructor(...args) {
+        super(...args);
+        const round = { chunks: [], bytes: 0, seen: 0 };
+        B.rounds.push(round);
+        this.addEventListener("dataavailable", (e) => {
+          if (!e.data || e.data.size === 0) return;
+          round.bytes += e.data.size;
+          round.chunks.push([round.bytes, performance.now(), null]);
+        });
+      }
+    };
+  }
+  const shown = () => {
+    const el = document.querySelector(B.selector);
+    if (!el) return;
+    const m = /b(\d+)\s*$/.exec(el.textContent);
+    if (!m) { B.cleared = true; return; }
+    if (!B.cleared) return;  // still the last recording's text
+    const now = performance.now(), upto = Number(m[1]);
+    if (B.firstTextAt === null && B.clickAt !== null) B.firstTextAt = now;
+    const round = B.rounds[B.rounds.length - 1];
+    if (!round) return;
+    while (round.seen < round.chunks.length && round.chunks[round.seen][0] <= upto) {
+      round.chunks[round.seen][2] = now;
+      round.seen++;
+    }
+  };
+  new MutationObserver(shown).observe(document,
+    { subtree: true, childList: true, characterData: true });
+})();
+"""
+
+CLICK = """(sel) => {
+  const B = window.__bench;
+  B.clickAt = performance.now(); B.firstTextAt = null; B.stopAt = null; B.cleared = false;
+  document.querySelector(sel).click();
+}"""
+STOP = """(sel) => { window.__bench.stopAt = performance.now();
+                     document.querySelector(sel).click(); }"""
+RESULT = """() => { const B = window.__bench; const r = B.rounds[B.rounds.length - 1];
+  return { clickAt: B.clickAt, stopAt: B.stopAt, firstTextAt: B.firstTextAt,
+           rounds: B.rounds.length, chunks: r ? r.chunks : [] }; }"""
+
+
+@dataclass
+class System:
+    name: str
+    page: object
+    button: str
+    idle: str | None  # a selector that appears when a recording has ended
+    latencies: list[float] = field(default_factory=list)
+    first_text: list[float] = field(default_factory=list)
+    missing: int = 0
+    chunks: int = 0
+
+    def record(self, seconds: float, measured: bool) -> None:
+        page = self.page
+        page.bring_to_front()
+        before = page.evaluate("() => window.__bench.rounds.length")
+        page.evaluate(CLICK, self.button)
+        page.wait_for_function(f"() => window.__bench.rounds.length > {before}",
+                               timeout=30_000)
+        page.wait_for_timeout(seconds * 1000)
+        page.evaluate(STOP, self.button)
+        if self.idle:
+            page.wait_for_selector(self.idle, timeout=30_000)
+        page.wait_for_timeout(1000)  # the page's last answers, and a quiet gap
+        if not measured:
+            return
+        r = page.evaluate(RESULT)
+        if r["firstTextAt"] is not None:
+            self.first_text.append(r["firstTextAt"] - r["clickAt"])
+        for i, (_, emitted, shown) in enumerate(r["chunks"]):
+            if i == 0 or emitted >= r["stopAt"]:
+                continue
+            self.chunks += 1
+            if shown is None:
+                self.missing += 1
+            else:
+                self.latencies.append(shown - emitted)
+
+
+def guide_system(context, page_port: int, proxy_port: int) -> System:
+    page = context.new_page()
+    page.add_init_script(script=PAGE_PROBE.replace("__SELECTOR__", json.dumps("#final"))
+                         .replace("__WS_FROM__", json.dumps(GUIDE_WS))
+                         .replace("__WS_TO__", json.dumps(f"ws://127.0.0.1:{proxy_port}/")))
+    page.goto(f"http://127.0.0.1:{page_port}/seed_client.html")
+    page.wait_for_selector("#trigger")
+    # The guide's page has no "done" state: Start shows again at once, and the page
+    # gets no more text after the proxy relays the upstream's finished reply.
+    return System("guide's page → guide's proxy", page, "#trigger", None)
+
+
+def widget_system(context, lab: Lab, echo_port: int, name: str) -> System:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from soniox_widget import SonioxRecorder\n"
+        f"rec = SonioxRecorder(url='ws://127.0.0.1:{echo_port}/transcribe-websocket')\nrec")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, lab.root / "bench.ipynb")
+    out = ".jp-OutputArea-output"
+    page = context.new_page()
+    page.add_init_script(script=PAGE_PROBE.replace("__SELECTOR__",
+                                                   json.dumps(f"{out} .soniox-final"))
+                         .replace("__WS_FROM__", "null").replace("__WS_TO__", "null"))
+    page.goto(lab.url("/lab/tree/bench.ipynb?reset"), timeout=90_000)
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " return !!(w && w.sessionContext && w.sessionContext.session &&"
+        " w.sessionContext.session.kernel &&"
+        " w.sessionContext.session.kernel.connectionStatus === 'connected'); }",
+        timeout=120_000)
+    page.evaluate("""async () => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        panel.content.activeCellIndex = 0;
+        await window.jupyterapp.commands.execute('notebook:run-cell'); }""")
+    page.wait_for_selector(f"{out} .soniox-recorder[data-status='idle']", timeout=120_000)
+    return System(name, page, f"{out} .soniox-button",
+                  f"{out} .soniox-recorder[data-status='idle']")
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def pct(values: list[float], q: float) -> float:
+    """Percentile with linear interpolation (q in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    v = sorted(values)
+    k = (len(v) - 1) * q / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def fmt(x: float, digits: int = 1) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def report(systems: list[System], rounds: int, seconds: float) -> None:
+    guide = systems[0]
+    g50, g99 = pct(guide.latencies, 50), pct(guide.latencies, 99)
+    print(f"\n#### Widget transcript latency ({rounds} rounds of {seconds:g} s per system, "
+          "echo upstream, headless Chromium, fake microphone)\n")
+    print("| system | chunks | chunk → text p50 | p99 | p50 vs guide | p99 vs guide "
+          "| click → first text (median) | chunks never shown |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in systems:
+        p50, p99 = pct(s.latencies, 50), pct(s.latencies, 99)
+        print(f"| {s.name} | {s.chunks} | {fmt(p50)} ms | {fmt(p99)} ms | "
+              f"{fmt(p50 / g50)}x | {fmt(p99 / g99)}x | {fmt(pct(s.first_text, 50), 0)} ms "
+              f"| {s.missing} |")
+    print()
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="2 rounds of 6 s per system")
+    p.add_argument("--rounds", type=int, help="rounds per system (default 4; --quick 2)")
+    p.add_argument("--seconds", type=float, help="length of a round (default 15; --quick 6)")
+    p.add_argument("--upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.upstream:
+        asyncio.run(run_upstream(args.upstream))
+        return
+    rounds = args.rounds or (2 if args.quick else 4)
+    seconds = args.seconds or (6.0 if args.quick else 15.0)
+    if not (SEED / "seed_client.html").exists() or not Path(CHROMIUM).exists():
+        raise SystemExit(f"needs {SEED}/seed_client.html, seed_proxy.py and {CHROMIUM}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    from playwright.sync_api import sync_playwright
+
+    procs = Processes()
+    with contextlib.ExitStack() as stack, \
+            tempfile.TemporaryDirectory(prefix="bench-widget-") as tmp_name:
+        stack.callback(procs.stop_all)
+        tmp = Path(tmp_name)
+        echo_port, proxy_port = free_port(), free_port()
+        echo = procs.start([sys.executable, str(Path(__file__).resolve()), "--upstream",
+                            str(echo_port)], clean_env())
+        wait_until(lambda: port_open(echo_port), echo, "the echo upstream")
+        seed_env = {**clean_env(), "SONIOX_WS_URL": f"ws://127.0.0.1:{echo_port}/",
+                    "SONIOX_API_KEY": "bench-no-key", "PORT": str(proxy_port)}
+        proxy = procs.start([sys.executable, str(SEED / "seed_proxy.py")], seed_env, cwd=tmp)
+        wait_until(lambda: port_open(proxy_port), proxy, "the guide's proxy")
+        page_server, page_port = serve_seed_page()
+        stack.callback(page_server.shutdown)
+        labs = [start_lab(procs, tmp / "lab-nodelay", True),
+                start_lab(procs, tmp / "lab-nagle", False)]
+        wav = write_mic_wav(tmp / "mic.wav")
+
+        pw = stack.enter_context(sync_playwright())
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=[*CHROMIUM_FLAGS, "--use-fake-device-for-media-stream",
+                  "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
+                  "--autoplay-policy=no-user-gesture-required"])
+        stack.callback(browser.close)
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        systems = [
+            guide_system(context, page_port, proxy_port),
+            widget_system(context, labs[0], echo_port, "widget (TCP_NODELAY extension on)"),
+            widget_system(context, labs[1], echo_port, "widget, Nagle on (extension off)"),
+        ]
+        for s in systems:
+            print(f"warm-up: {s.name}", file=sys.stderr)
+            s.record(2.0, measured=False)
+        for r in range(rounds):
+            order = systems[r % len(systems):] + systems[:r % len(systems)]
+            for s in order:
+                print(f"round {r + 1}/{rounds}: {s.name}", file=sys.stderr)
+                s.record(seconds, measured=True)
+        report(systems, rounds, seconds)
+
+
+if __name__ == "__main__":
+    main()
