@@ -7,7 +7,7 @@ Three paths, measured side by side in one run against the same instant-echo upst
 small websockets server in its own process, started from this file with ``--upstream``):
 
 - direct: clients speak to the upstream themselves (they send the start message);
-- guide: the guide's proxy, run unchanged from /work/shared/seed/seed_proxy.py;
+- guide: the guide's proxy, run unchanged from ``ROOT.parent / "shared" / "seed"``;
 - ours: ``python -m soniox_widget.proxy`` (loopback, no token).
 
 Each proxy runs in its own process. The upstream answers every binary frame at once with
@@ -46,7 +46,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED = Path("/work/shared/seed/seed_proxy.py")
+SEED = ROOT.parent / "shared" / "seed" / "seed_proxy.py"  # run from there, never copied
 FRAME_BYTES = 2500
 PACE_S = 0.12
 WINDOW = 4  # frames in flight per client in scenario A
@@ -55,6 +55,7 @@ RT_CLIENTS = 50
 START_MESSAGE = json.dumps({"api_key": "bench-key", "audio_format": "auto",
                             "model": "stt-rt-preview"})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PATHS = ["direct", "guide", "ours", "ours-deflate"]
 
 
 # -- the instant-echo upstream (its own process) ------------------------------------------
@@ -287,6 +288,21 @@ async def measure(url: str, send_start: bool, pid: int | None, sat_s: float, rt_
     return a, b
 
 
+# The proxy's main under cProfile with a CPU clock: on a shared 2-core machine wall time
+# would also count the moments the proxy was not running at all.
+_PROFILED = """\
+import cProfile, runpy, sys, time
+profile = cProfile.Profile(time.process_time)
+sys.argv[0] = "soniox-proxy"
+profile.enable()
+try:
+    runpy.run_module(sys.argv.pop(1), run_name="__main__", alter_sys=True)
+finally:
+    profile.disable()
+    profile.dump_stats({out!r})
+"""
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -295,8 +311,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="5 s saturation, 6 s real time")
+    p.add_argument("--only", action="append", choices=PATHS,
+                   help="measure only these paths (repeatable; default: all three)")
+    p.add_argument("--deflate", action="store_true",
+                   help="also measure this project's proxy with --compression deflate")
+    p.add_argument("--profile", metavar="FILE", type=Path,
+                   help="run this project's proxy under cProfile and write its stats here "
+                   "(read them with: python -m pstats FILE)")
     p.add_argument("--upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
+    paths = set(args.only or ["direct", "guide", "ours"])
+    if args.deflate:
+        paths.add("ours-deflate")
     if args.upstream is not None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_upstream(args.upstream))
@@ -313,24 +339,32 @@ def main() -> None:
         upstream_url = f"ws://127.0.0.1:{up_port}/transcribe-websocket"
         env = {"SONIOX_WS_URL": upstream_url, "SONIOX_API_KEY": "bench-key"}
 
-        print("direct ...", file=sys.stderr)
-        results["direct"] = asyncio.run(measure(upstream_url, True, None, sat_s, rt_s))
+        if "direct" in paths:
+            print("direct ...", file=sys.stderr)
+            results["direct"] = asyncio.run(measure(upstream_url, True, None, sat_s, rt_s))
 
-        port = free_port()
-        seed = procs.start([sys.executable, str(SEED)], {**env, "PORT": str(port)}, port)
-        print("guide's proxy ...", file=sys.stderr)
-        results["guide"] = asyncio.run(
-            measure(f"ws://127.0.0.1:{port}/", False, seed.pid, sat_s, rt_s))
-        procs.stop(seed)
+        if "guide" in paths:
+            port = free_port()
+            seed = procs.start([sys.executable, str(SEED)], {**env, "PORT": str(port)}, port)
+            print("guide's proxy ...", file=sys.stderr)
+            results["guide"] = asyncio.run(
+                measure(f"ws://127.0.0.1:{port}/", False, seed.pid, sat_s, rt_s))
+            procs.stop(seed)
 
-        port = free_port()
-        ours = procs.start([sys.executable, "-m", "soniox_widget.proxy", "--port", str(port),
-                            "--max-sessions", str(RT_CLIENTS * 2), "--idle-timeout", "0"],
-                           env, port)
-        print("this project's proxy ...", file=sys.stderr)
-        results["ours"] = asyncio.run(
-            measure(f"ws://127.0.0.1:{port}/ws", False, ours.pid, sat_s, rt_s))
-        procs.stop(ours)
+        for key in ("ours", "ours-deflate"):
+            if key not in paths:
+                continue
+            port = free_port()
+            profile = ["-c", _PROFILED.format(out=str(args.profile.resolve()))] \
+                if args.profile and key == "ours" else ["-m"]
+            ours = procs.start([sys.executable, *profile, "soniox_widget.proxy",
+                                "--port", str(port), "--max-sessions", str(RT_CLIENTS * 2),
+                                "--idle-timeout", "0", "--compression",
+                                "deflate" if key == "ours-deflate" else "none"], env, port)
+            print(f"{key} ...", file=sys.stderr)
+            results[key] = asyncio.run(
+                measure(f"ws://127.0.0.1:{port}/ws", False, ours.pid, sat_s, rt_s))
+            procs.stop(ours)
     finally:
         procs.stop_all()
     report(results, sat_s, rt_s, args.quick)
@@ -338,7 +372,7 @@ def main() -> None:
 
 def report(results, sat_s: float, rt_s: float, quick: bool) -> None:
     names = {"direct": "direct to upstream", "guide": "guide's proxy (seed_proxy.py)",
-             "ours": "soniox_widget.proxy"}
+             "ours": "soniox_widget.proxy", "ours-deflate": "soniox_widget.proxy, deflate"}
     print(f"#### Proxy benchmark ({'--quick' if quick else 'full'}: saturation "
           f"{SAT_CLIENTS} clients x {sat_s:g} s, window {WINDOW}; {RT_CLIENTS} clients at one "
           f"{FRAME_BYTES} B frame per {PACE_S * 1000:g} ms x {rt_s:g} s)\n")
@@ -357,7 +391,8 @@ def report(results, sat_s: float, rt_s: float, quick: bool) -> None:
               f"p50 {ob['p50'] / gb['p50']:.2f}x, p99 {ob['p99'] / gb['p99']:.2f}x, "
               f"CPU (A) per message {per_msg:.2f}x, "
               f"CPU (B) {ob['cpu'] / gb['cpu']:.2f}x")
-    print(f"\nB: {int(results['direct'][1]['sent'])} frames per path; "
+    any_b = next(iter(results.values()))[1]
+    print(f"\nB: {int(any_b['sent'])} frames per path; "
           "lost replies counts frames without a reply plus clients without `finished`.")
 
 

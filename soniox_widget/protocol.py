@@ -9,6 +9,7 @@ from what the client understands.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,16 +158,41 @@ _KNOWN_REPLY_KEYS = {
 
 def parse_reply(message: str | bytes | dict[str, Any]) -> Reply:
     """Parse one server message; raise :class:`ProtocolError` if it is not one."""
-    if isinstance(message, dict):
-        data = message
-    else:
-        text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
-        if _too_deep(text):
-            raise ProtocolError("reply is nested too deeply")
-        try:
-            data = json.loads(text, parse_constant=_no_constant)
-        except (ValueError, RecursionError) as exc:
-            raise ProtocolError(f"reply is not JSON ({type(exc).__name__})") from None
+    data = message if isinstance(message, dict) else load_reply(message)
+    return reply_from_data(data)
+
+
+def reply_text(message: str | bytes) -> str:
+    """A server frame as text (a binary frame holding JSON is decoded leniently)."""
+    return message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+
+
+def load_reply(message: str | bytes) -> dict[str, Any]:
+    """The JSON object of one server frame, not yet checked field by field.
+
+    This is the cheap part of :func:`parse_reply` (the C JSON parser and a nesting
+    check): a relay that passes the server's text on unchanged reads only the fields
+    it acts on from this dict. Raises :class:`ProtocolError`.
+    """
+    text = reply_text(message)
+    if _too_deep(text):
+        raise ProtocolError("reply is nested too deeply")
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"reply is not JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("reply is not a JSON object")
+    return data
+
+
+def is_error_data(data: dict[str, Any]) -> bool:
+    """Whether a loaded reply is an error reply (the server closes after it)."""
+    return "error_code" in data or "error_message" in data
+
+
+def reply_from_data(data: dict[str, Any]) -> Reply:
+    """A :class:`Reply` from a loaded JSON object, every field checked."""
     if not isinstance(data, dict):
         raise ProtocolError("reply is not a JSON object")
     try:
@@ -279,14 +305,24 @@ def encode_client_message(message: ClientMessage) -> str | bytes:
     raise TypeError(f"not a client message: {type(message).__name__}")
 
 
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
 def _too_deep(text: str) -> bool:
+    """Whether brackets nest deeper than the limit (brackets in strings count too).
+
+    Runs on every reply, so the common case costs two C-level counts; only a text
+    with more opening brackets than the limit is walked, bracket by bracket.
+    """
+    if text.count("[") + text.count("{") <= _MAX_JSON_DEPTH:
+        return False
     depth = 0
-    for ch in text:
-        if ch in "[{":
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
             depth += 1
             if depth > _MAX_JSON_DEPTH:
                 return True
-        elif ch in "]}":
+        else:
             depth -= 1
     return False
 

@@ -19,6 +19,9 @@ import threading
 
 MASK = "***"
 _secrets: set[str] = set()
+# The same secrets, longest first, as one tuple replaced whole on each registration:
+# readers take it without the lock or a sort (redact runs on every log record).
+_ordered: tuple[str, ...] = ()
 _lock = threading.Lock()
 
 # "Authorization: Bearer x", "authorization=Token x", "'Authorization', 'Bearer x'"
@@ -32,17 +35,17 @@ _QUERY = re.compile(r"(?i)([?&](?:token|api_key|key)=)[^&\s'\"]+")
 
 def register_secret(secret: str) -> None:
     """Mask ``secret`` wherever it appears from now on (keys, access tokens)."""
+    global _ordered
     if secret and len(secret) >= 4:
         with _lock:
             _secrets.add(secret)
+            _ordered = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: object) -> str:
     """``text`` with every registered secret and credential-like value masked."""
     out = str(text)
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _ordered:
         if secret in out:
             out = out.replace(secret, MASK)
     out = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}{MASK}", out)

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -42,6 +42,7 @@ from .session.core import (
     Action,
     CloseConnection,
     DeliverReply,
+    DeliverText,
     EndTranscoder,
     FeedTranscoder,
     MarkTranscoder,
@@ -85,6 +86,18 @@ class UpstreamSession:
         ping_interval: a WebSocket ping is sent this often and must be answered within
             as long again; a connection that went silent (a stalled network) is then
             treated as dropped, and the session reconnects.
+        on_text: for a relay (the standalone proxy): every reply is passed to this
+            coroutine function as JSON text, in order, from the task that reads the
+            connection, instead of through :meth:`replies` (which then only ends or
+            raises). On the first connection the text is the server's own frame with
+            the key masked: the session reads from it only the fields it acts on and
+            never encodes it again. The session waits for each call, so a slow
+            receiver slows the reading, and :meth:`wait_finished` returns only after
+            the last reply was passed on. Exceptions it raises end the session.
+        compression: ``"deflate"`` offers permessage-deflate to the server; ``None``
+            (the default) sends and receives uncompressed frames. The audio is already
+            compressed (Opus) or small, and replies are a few kB per second at most,
+            so deflate would cost CPU on both ends for bytes that hardly matter.
     """
 
     def __init__(
@@ -101,6 +114,8 @@ class UpstreamSession:
         reconnect: ReconnectPolicy | None = None,
         on_state: Callable[[SessionState], None] | None = None,
         ping_interval: float = 10.0,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+        compression: str | None = None,
     ) -> None:
         if config is not None and not isinstance(config, SonioxConfig):
             raise ConfigError(
@@ -112,6 +127,7 @@ class UpstreamSession:
                                                  model=self.config.model)
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
+        self.compression = compression
         self._key = self.backend.api_key
         self._core = SessionCore(
             self.config,
@@ -120,10 +136,15 @@ class UpstreamSession:
             reconnect=reconnect or ReconnectPolicy(),
             redact=self._redact,
             where=self.backend.label,
+            deliver_text=on_text is not None,
         )
         self._on_state = on_state
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replies: asyncio.Queue[Reply | None] = asyncio.Queue()
+        self._on_text = on_text
+        self._texts: deque[str] = deque()  # for on_text, from the frame being read
+        self._over_deferred = False  # over, but _texts still being passed on
+        self._inline = False  # write_audio writes its frames itself
         self._conn_tasks: dict[int, asyncio.Task[None]] = {}
         self._sockets: dict[int, ClientConnection] = {}
         self._outgoing: dict[int, deque[str | bytes]] = {}
@@ -213,8 +234,7 @@ class UpstreamSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await closer
             self._closers.discard(closer)
-        self._over.set()
-        self._replies.put_nowait(None)
+        self._signal_over()
 
     # -- client → server ------------------------------------------------------------------
 
@@ -225,6 +245,35 @@ class UpstreamSession:
         """
         self._check_usable("send audio")
         self._handle(self._core.audio(bytes(data), self._now()))
+
+    async def write_audio(self, data: bytes | bytearray | memoryview) -> None:
+        """:meth:`send_audio`, then write the frames that are ready from this task.
+
+        For a relay that forwards audio as it arrives: no hand-over to the writing
+        task per frame, and when the server's connection is slow to take data the
+        caller waits here (backpressure) instead of a queue growing. Frames go out
+        in the same order either way.
+        """
+        self._inline = True
+        try:
+            self.send_audio(data)
+        finally:
+            self._inline = False
+        conn = self._core.current_connection
+        queue, ws = self._outgoing.get(conn), self._sockets.get(conn)
+        if not queue:
+            return
+        try:
+            if ws is not None:
+                # send() writes to the socket before it waits for room, so frames
+                # leave in the order they are taken from the queue, whoever takes them.
+                while queue:
+                    await ws.send(queue.popleft())
+        except ConnectionClosed:
+            return  # the reading task sees why; a new connection is sent what it needs
+        finally:
+            if queue and conn in self._wakeups:
+                self._wakeups[conn].set()
 
     def finalize(self, trailing_silence_ms: int | None = None) -> None:
         """Ask the server to make everything heard so far final (answered by ``<fin>``)."""
@@ -304,7 +353,10 @@ class UpstreamSession:
                 queue = self._outgoing.get(action.conn)
                 if queue is not None:
                     queue.append(action.frame)
-                    self._wakeups[action.conn].set()
+                    if not self._inline:
+                        self._wakeups[action.conn].set()
+            elif isinstance(action, DeliverText):
+                self._texts.append(action.text)  # the reading task passes it on
             elif isinstance(action, DeliverReply):
                 self._replies.put_nowait(action.reply)
             elif isinstance(action, OpenConnection):
@@ -341,13 +393,41 @@ class UpstreamSession:
                     self._transcoder.close_input()
             elif isinstance(action, SessionOver):
                 self._cancel_timer()
-                self._over.set()
-                self._replies.put_nowait(None)
+                if self._texts:
+                    self._over_deferred = True  # after the last replies are passed on
+                else:
+                    self._signal_over()
                 if self._transcoder is not None and action.error is not None:
                     transcoder, self._transcoder = self._transcoder, None
                     # Its thread may take a moment to stop: not on the event loop.
                     asyncio.get_running_loop().run_in_executor(None, transcoder.abort)
         self._arm_timer()
+
+    def _signal_over(self) -> None:
+        if not self._over.is_set():
+            self._over.set()
+            self._replies.put_nowait(None)
+
+    async def _pass_on_texts(self, conn: int) -> None:
+        """Hand the replies of the frame just read to ``on_text``, in order.
+
+        Its failures end the session here: raised on, a ``ConnectionClosed`` of the
+        receiver's own socket would look like the server's connection dropping.
+        """
+        assert self._on_text is not None
+        texts = self._texts
+        try:
+            while texts:
+                await self._on_text(texts.popleft())
+        except Exception as exc:
+            texts.clear()
+            logger.warning("passing a reply on failed: %r", exc)
+            self._handle(self._core.internal_error(conn, type(exc).__name__, self._now()))
+        finally:
+            texts.clear()  # only when cancelled: the session is being closed
+            if self._over_deferred:
+                self._over_deferred = False
+                self._signal_over()
 
     def _close_socket(self, ws: ClientConnection) -> None:
         assert self._loop is not None
@@ -383,6 +463,8 @@ class UpstreamSession:
             try:
                 async for frame in ws:
                     self._handle(self._core.message(conn, frame, self._now()))
+                    if self._texts:
+                        await self._pass_on_texts(conn)
             except ConnectionClosed:
                 pass
             except Exception as exc:  # never a silent end: the session must learn of it
@@ -426,6 +508,7 @@ class UpstreamSession:
                 additional_headers=headers,
                 open_timeout=self.connect_timeout,
                 max_size=2**24,
+                compression=self.compression,
                 # Pings find a connection that went silent (a stalled network); the
                 # core then reconnects.
                 ping_interval=self.ping_interval,

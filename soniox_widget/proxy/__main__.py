@@ -94,6 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    metavar="SECONDS",
                    help="close a client that sends no audio and no keepalive for this long, "
                    f"with a 408 error (default {DEFAULT_IDLE_TIMEOUT:g}; 0 never closes it)")
+    p.add_argument("--compression", choices=["none", "deflate"], default="none",
+                   help="permessage-deflate on both legs (default none: the audio does not "
+                   "compress and replies are small, so deflate mostly costs CPU)")
     p.add_argument("--model", default=None, help="Soniox model (default: current real-time)")
     p.add_argument("--language-hints", default="", help="comma-separated, e.g. en,de")
     p.add_argument("--enable-endpoint-detection", action="store_true")
@@ -120,7 +123,8 @@ def build(args: argparse.Namespace) -> ProxyServer:
                        allowed_hosts=args.allow_host, allowed_origins=args.allow_origin,
                        token=_token(args), require_token=not args.no_token,
                        max_sessions=args.max_sessions, max_frame_bytes=args.max_frame_bytes,
-                       idle_timeout=args.idle_timeout or None)
+                       idle_timeout=args.idle_timeout or None,
+                       compression=None if args.compression == "none" else args.compression)
 
 
 def _token(args: argparse.Namespace) -> str | None:

@@ -113,6 +113,10 @@ class ProxyServer(WebSocketService):
         idle_timeout: seconds a client may send nothing (no audio, no control
             message) before it gets a 408 error and its session is closed; a
             ``{"type": "keepalive"}`` resets it. ``None`` or 0 never times out.
+        compression: ``"deflate"`` accepts permessage-deflate from clients and offers
+            it upstream; ``None`` (the default) relays uncompressed frames both ways,
+            which costs the proxy far less CPU per message: audio does not compress,
+            and replies are small.
 
     Example::
 
@@ -136,6 +140,7 @@ class ProxyServer(WebSocketService):
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         finish_timeout: float = 30.0,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        compression: str | None = None,
     ) -> None:
         super().__init__(host, port)
         self.backend = backend
@@ -153,6 +158,9 @@ class ProxyServer(WebSocketService):
         if idle_timeout is not None and idle_timeout < 0:
             raise ValueError("idle_timeout must be a non-negative number of seconds")
         self.idle_timeout = idle_timeout
+        if compression not in (None, "deflate"):
+            raise ValueError('compression must be None or "deflate"')
+        self.compression = compression
         self.sessions_started = 0
         self.open_sessions = 0  # running now; never more than max_sessions
 
@@ -197,6 +205,7 @@ class ProxyServer(WebSocketService):
             # Frames a little over the cap still arrive, so the client gets a JSON
             # error that says what to do; far larger ones are cut off by websockets.
             max_size=self.max_frame_bytes * 2,
+            compression=self.compression,
             server_header="soniox-widget-proxy",
         )
         self.access.port = self.port  # the real one, also when port=0 picked it
@@ -315,6 +324,10 @@ class ProxyServer(WebSocketService):
                 self.config,
                 backend=self.backend,
                 finish_timeout=self.finish_timeout,
+                # Replies go to the client as the server sent them (key masked),
+                # from the task that reads them: no parsing, encoding or hand-over.
+                on_text=lambda text: _relay_text(ws, text),
+                compression=self.compression,
             )
         except SonioxWidgetError as exc:  # the proxy's own setup, not the client's fault
             logger.error("cannot open an upstream session: %s", exc)
@@ -361,11 +374,19 @@ class ProxyServer(WebSocketService):
         connection, and ``recv()`` raises ``ConnectionClosed`` (after any frames
         already queued, which are dropped).
         """
+        max_frame_bytes = self.max_frame_bytes
         while True:
             frame = await ws.recv()
             if relay.done() or watchdog.expired or session.error is not None:
                 return
             watchdog.touch()  # a keepalive needs nothing more than this
+            if type(frame) is bytes and 0 < len(frame) <= max_frame_bytes:
+                # Audio, nearly every frame: straight on, written from this task.
+                try:
+                    await session.write_audio(frame)
+                except SonioxError:
+                    return  # the session failed or closed: the relay reports why
+                continue
             try:
                 message = parse_client_message(frame)
             except ProtocolError as exc:
@@ -391,13 +412,13 @@ class ProxyServer(WebSocketService):
                 return  # the session failed or closed: the relay reports why
 
     async def _relay(self, ws: ServerConnection, session: UpstreamSession) -> None:
-        """Upstream → client: every reply as JSON; a failure as error_code/error_message.
+        """Upstream → client: the session passes each reply on (see ``on_text``); this
+        waits for its end and sends a failure as error_code/error_message.
 
         Closes the connection when the session ends, either way.
         """
         try:
-            async for reply in session.replies():
-                await ws.send(reply.dumps())
+            await session.wait_finished()
         except SonioxError as exc:
             await _send_error(ws, exc.error_code, str(exc))
         except ConnectionClosed:
@@ -433,6 +454,12 @@ def _checked_token(token: str | None, host: str, require_token: bool) -> str | N
                    "reach it spends your key; only do this behind a gateway that "
                    "authenticates its users", host)
     return None
+
+
+async def _relay_text(ws: ServerConnection, text: str) -> None:
+    """One reply to the client; a client that went away is ``_forward``'s to notice."""
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(text)
 
 
 async def _send_error(ws: ServerConnection, code: int | None, message: str) -> None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from ..config import SonioxConfig
 from ..errors import SonioxError
 from ..protocol import (
+    END_TOKEN,
     FIN_TOKEN,
     RECONNECT_ERROR_CODES,
     AudioFrame,
@@ -49,7 +50,10 @@ from ..protocol import (
     StartMessage,
     Token,
     encode_client_message,
-    parse_reply,
+    is_error_data,
+    load_reply,
+    reply_from_data,
+    reply_text,
 )
 from .ledger import (
     PCM_CHANNELS,
@@ -138,6 +142,17 @@ class DeliverReply:
 
 
 @dataclass(frozen=True)
+class DeliverText:
+    """A reply as JSON text, for a core made with ``deliver_text=True`` (a relay).
+
+    On the first connection it is the server's own frame, unchanged but for the key
+    masked; after a reconnect, the reply moved onto the recording's clock.
+    """
+
+    text: str
+
+
+@dataclass(frozen=True)
 class StartTranscoding:
     """Decode ``container`` (the stream from its first byte) to 16 kHz s16le mono,
     dropping the first ``skip_ms``; pass the result to :meth:`SessionCore.transcoded`."""
@@ -176,7 +191,8 @@ class SessionOver:
     error: SonioxError | None
 
 
-Action = (OpenConnection | SendFrame | CloseConnection | DeliverReply | StartTranscoding
+Action = (OpenConnection | SendFrame | CloseConnection | DeliverReply | DeliverText
+          | StartTranscoding
           | FeedTranscoder | MarkTranscoder | EndTranscoder | StateChanged | SessionOver)
 
 _LIVE = (SessionState.STREAMING, SessionState.PAUSED, SessionState.FINISHING)
@@ -187,6 +203,20 @@ _NOT_CONNECTED = (SessionState.NEW, SessionState.CONNECTING, SessionState.RECONN
 #: CJK ideographs, full-width forms); Hangul is not among them.
 _UNSPACED = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3000, 0x30FF),
              (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF00, 0xFFEF))
+
+
+def _ms_field(data: dict, name: str, what: str) -> int | None:
+    """A time field of a reply or token read as whole milliseconds (None if absent)."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # Name the field, never the value: a hostile server could put the key there.
+        raise ProtocolError(f"{what} {name!r} is not a number")
+    try:
+        return int(value)
+    except (OverflowError, ValueError):
+        raise ProtocolError(f"{what} {name!r} is out of range") from None
 
 
 def _unspaced(ch: str) -> bool:
@@ -211,8 +241,13 @@ class SessionCore:
         finish_timeout: seconds allowed between the end of stream and ``finished``.
         reconnect: the reconnect policy (:data:`NO_RECONNECT` turns it off).
         redact: applied to every text that came from the server before it is put
-            into an error (a hostile server may echo the key).
+            into an error or relayed (a hostile server may echo the key).
         where: how errors name the service ("Soniox", "server at host:port").
+        deliver_text: deliver replies as JSON text (:class:`DeliverText`) instead of
+            :class:`Reply` objects. For a relay: while the server's frames need no
+            change (the first connection), each is passed on as it came, and only
+            what the session acts on is read from it (error, finished, how far words
+            are final, ``<fin>``), not every token; the frame is not re-encoded.
     """
 
     def __init__(
@@ -224,8 +259,10 @@ class SessionCore:
         reconnect: ReconnectPolicy = ReconnectPolicy(),
         redact: Callable[[str], str] = str,
         where: str = "the speech service",
+        deliver_text: bool = False,
     ) -> None:
         self.config = config
+        self.deliver_text = deliver_text
         self.keepalive_interval = keepalive_interval
         self.finish_timeout = finish_timeout
         self.policy = reconnect
@@ -451,7 +488,11 @@ class SessionCore:
         if conn != self._conn or self.state.is_over:
             return []
         try:
-            reply = parse_reply(frame)
+            data = load_reply(frame)
+            if self.deliver_text and not (self._offset_ms or self._join_pending
+                                          or is_error_data(data)):
+                return self._accept_as_sent(data, frame, now)
+            reply = reply_from_data(data)
         except ProtocolError as exc:
             return self._fail(SonioxError(
                 f"unexpected reply from {self.where}: {self._redact(str(exc))}",
@@ -467,7 +508,11 @@ class SessionCore:
                 return self._drop(f"{self.where} asked to restart the session "
                                   f"({reply.error_code})", now)
             return self._fail(err)
-        return self._accept(reply, now)
+        actions = self._accept(reply, now)
+        if self.deliver_text:
+            return [DeliverText(self._redact(a.reply.dumps())) if isinstance(a, DeliverReply)
+                    else a for a in actions]
+        return actions
 
     def internal_error(self, conn: int, what: str, now: float) -> list[Action]:
         """The driver could not process what ``conn`` sent: end the session clearly."""
@@ -589,18 +634,63 @@ class SessionCore:
         total_ms = reply.total_audio_proc_ms
         if final_ms is not None:
             final_ms += offset
-            self._final_ms = max(self._final_ms, final_ms)
         if total_ms is not None:
             total_ms += offset
+        shifted = Reply(tuple(tokens), final_ms, total_ms, reply.finished, extra=reply.extra)
+        return self._progress(DeliverReply(shifted), before, final_ms, total_ms,
+                              reply.finished)
+
+    def _accept_as_sent(self, data: dict, frame: str | bytes, now: float) -> list[Action]:
+        """:meth:`_accept` for a reply that needs no change (no offset, no join pending):
+        read only what the session acts on, and deliver the server's own text.
+
+        What it reads it checks (a final token's text and ``end_ms``, the progress
+        fields); the rest goes on unread, as a relay passes it. Raises ProtocolError.
+        """
+        tokens = data.get("tokens", [])
+        if not isinstance(tokens, list):
+            raise ProtocolError("reply 'tokens' is not a list")
+        before = self._final_ms
+        final_ms = self._final_ms
+        for tok in tokens:
+            if not isinstance(tok, dict):
+                raise ProtocolError("a token must be a JSON object")
+            if not tok.get("is_final"):
+                continue
+            text = tok.get("text")
+            if not isinstance(text, str):
+                raise ProtocolError("a token has no 'text' string")
+            if text == FIN_TOKEN:
+                if self._fin_outstanding:
+                    self._fin_outstanding.popleft()
+            elif text and text != END_TOKEN:
+                self._last_char = text[-1]
+            end_ms = _ms_field(tok, "end_ms", "token field")
+            if end_ms is not None and end_ms > final_ms:
+                final_ms = end_ms
+        self._final_ms = final_ms
+        finished = bool(data.get("finished", False))
+        text = self._redact(reply_text(frame))
+        return self._progress(DeliverText(text), before,
+                              _ms_field(data, "final_audio_proc_ms", "reply field"),
+                              _ms_field(data, "total_audio_proc_ms", "reply field"), finished)
+
+    def _progress(self, deliver: Action, before: int, final_ms: int | None,
+                  total_ms: int | None, finished: bool) -> list[Action]:
+        """What every accepted reply does once its tokens are read: note how far the
+        audio is final and heard (times already on the recording's clock), and end the
+        session after ``finished``."""
+        if final_ms is not None:
+            self._final_ms = max(self._final_ms, final_ms)
+        if total_ms is not None:
             self._heard_ms = max(self._heard_ms, total_ms)
-        progressed = self._final_ms > before or reply.finished
+        progressed = self._final_ms > before or finished
         if self._raw is not None:
             self._raw.trim_to(self._final_ms)
         if not self._proven and progressed:
             self._prove()
-        shifted = Reply(tuple(tokens), final_ms, total_ms, reply.finished, extra=reply.extra)
-        actions: list[Action] = [DeliverReply(shifted)]
-        if reply.finished:
+        actions: list[Action] = [deliver]
+        if finished:
             self._conn_open = False
             self._container = None
             actions += self._set_state(SessionState.FINISHED)
