@@ -1,11 +1,16 @@
 """Benchmark of the offline engine, through the real local server over 127.0.0.1.
 
-    .venv/bin/python benchmarks/bench_engine.py            # full run (~9 min on 2 cores)
-    .venv/bin/python benchmarks/bench_engine.py --quick    # fewer sentences and voices
+    .venv/bin/python benchmarks/bench_engine.py            # full run (~20 min on 2 cores)
+    .venv/bin/python benchmarks/bench_engine.py --quick    # fewer sentences and voices (~5 min)
+    .venv/bin/python benchmarks/bench_engine.py --now-only # skip the "before" policy
 
-Prints markdown tables: real-time factor, concurrent real-time streams, latency from the
-end of a word to its first non-final and its final token, and word error rate of the
-streamed recognition against the same audio transcribed offline in one piece.
+Runs the engine's streaming policy before issue 11 (``WhisperSettings.before_issue_11()``:
+0.8 s steps over full 30 s Whisper windows) and the current one side by side on the same
+speech, and prints one markdown table with both and their ratio: real-time factor,
+latency from the end of a word to its first non-final and its final token, how many
+real-time streams keep up at once, words invented after the speech over low noise, and
+word error rate of the streamed recognition (the same audio decoded offline in one piece,
+with Whisper's full window and beam 5, is the reference for what the model can do).
 Speech is made at run time by espeak-ng from benchmarks/sentences.txt.
 """
 
@@ -18,7 +23,10 @@ import sys
 import tempfile
 import time
 import wave
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,12 +34,18 @@ sys.path.insert(0, str(ROOT))
 from soniox_widget import SonioxConfig, Transcript, UpstreamSession  # noqa: E402
 from soniox_widget.audio import decode_file  # noqa: E402
 from soniox_widget.local import LocalSonioxServer  # noqa: E402
-from soniox_widget.local.agreement import new_words  # noqa: E402
-from soniox_widget.local.whisper_engine import WhisperEngine  # noqa: E402
-from tests import speech  # noqa: E402
+from soniox_widget.local.whisper_engine import WhisperEngine, WhisperSettings  # noqa: E402
+from tests import noise, speech  # noqa: E402
 
 CHUNK_S = 0.12
 VOICES = [("en-us", 150), ("en-gb-x-rp", 140), ("en-us", 175), ("en-gb-x-rp", 165)]
+#: Latency goals of issue 11 (median, one stream): a stream "keeps up" when its median
+#: final latency meets FINAL_GOAL_S and the audio waiting for recognition stays small.
+NONFINAL_GOAL_S = 0.7
+FINAL_GOAL_S = 1.5
+MAX_WAITING_S = 3.0
+#: A word that starts this long after the speech ended was invented.
+INVENTED_AFTER_S = 0.3
 
 
 def pct(values: list[float], q: float) -> float:
@@ -102,21 +116,30 @@ def join_wavs(wavs: list[Path], out: Path) -> Path:
 
 
 def offline_text(engine: WhisperEngine, wav: Path) -> str:
-    audio = decode_file(wav)
-    words = engine.transcribe(audio, 0.0, "", engine.settings.final_beam_size)
-    return "".join(w.text for w in new_words(words, []))
+    """The whole file in one offline decode: Whisper's full window, beam 5, as many
+    windows as it takes (faster-whisper's own way)."""
+    words = engine.model().transcribe(decode_file(wav), beam_size=5, pad_s=None,
+                                      one_window=False)
+    return "".join(w.text for w in words)
 
 
-async def main(quick: bool) -> None:
-    sentences = (ROOT / "benchmarks" / "sentences.txt").read_text().split("\n")
-    sentences = [s for s in sentences if s.strip()]
+@dataclass
+class Speech:
+    """The benchmark's audio, made once and shared by both policies."""
+
+    passages: list[tuple[str, int, str, Path, bytes, float]]
+    long_data: bytes
+    long_seconds: float
+    noisy: list[tuple[str, str, float, bytes, float]]  # kind, text, speech end, data, s
+    offline: dict[Path, str] = field(default_factory=dict)
+
+
+def make_speech(quick: bool, tmp: Path) -> Speech:
+    sentences = [s for s in (ROOT / "benchmarks" / "sentences.txt").read_text().split("\n")
+                 if s.strip()]
     voices = VOICES[:2] if quick else VOICES
     if quick:
         sentences = sentences[:6]
-    tmp = Path(tempfile.mkdtemp(prefix="soniox-bench-"))
-    engine = WhisperEngine()
-    engine.model()  # load once, outside the measurements
-
     # Passages of three sentences each, as 48 kHz speech, encoded like a browser would.
     passages = []
     for v, (voice, wpm) in enumerate(voices):
@@ -126,84 +149,175 @@ async def main(quick: bool) -> None:
                                          lead_silence_s=0.3, tail_silence_s=1.0)
             passages.append((voice, wpm, text, wav, speech.encode(wav),
                              speech.duration(wav)))
+    # A stream that falls behind shows a lag that grows with its length: a long one.
+    long = join_wavs([p[3] for p in passages[: 1 if quick else 3]], tmp / "long.wav")
+    # Single sentences followed by 2 s of low noise (the same noise under the speech).
+    noisy = []
+    for i, text in enumerate(sentences[: 6 if quick else 12]):
+        wav = speech.make_speech_wav(text, tmp / f"s{i}.wav", lead_silence_s=0.3,
+                                     tail_silence_s=0.0)
+        pcm, rate = speech.pcm16(wav)
+        x = np.frombuffer(pcm, "<i2")
+        end = float(np.nonzero(np.abs(x) > 300)[0][-1]) / rate
+        total = len(x) / rate + 2.0
+        for kind, sound in (("pink noise at -45 dBFS", noise.pink_noise(total, rate, -45.0)),
+                            ("room tone at -48 dBFS", noise.room_tone(total, rate, -48.0))):
+            out = speech.write_wav(tmp / f"s{i}_{kind[:4]}.wav", noise.speech_then(pcm, sound),
+                                   rate)
+            noisy.append((kind, text, end, speech.encode(out), total))
+    return Speech(passages, speech.encode(long), speech.duration(long), noisy)
 
-    async with LocalSonioxServer(engine) as server:
-        # 1. WER, streamed (as fast as the engine goes) vs offline in one piece; and RTF.
-        wer_rows: dict[tuple[str, int], list[tuple[float, float]]] = {}
-        audio_s = busy_s = 0.0
-        for voice, wpm, text, wav, data, seconds in passages:
-            began = time.perf_counter()
-            t, _events, _start, _ = await stream_file(server.url, data, seconds, False)
-            busy_s += time.perf_counter() - began
-            audio_s += seconds
-            streamed = speech.word_error_rate(text, t.final_text)
-            offline = speech.word_error_rate(text, offline_text(engine, wav))
-            wer_rows.setdefault((voice, wpm), []).append((streamed, offline))
 
-        # 2. Latency at real-time pace, one stream.
-        to_nf, to_f, paced_wer = [], [], []
-        for _voice, _wpm, text, wav, data, seconds in passages[: 3 if quick else 6]:
-            t, events, _start, _ = await stream_file(server.url, data, seconds, True)
-            a, b = latencies(events)
-            to_nf += a
-            to_f += b
-            paced_wer.append((speech.word_error_rate(text, t.final_text),
-                              speech.word_error_rate(text, offline_text(engine, wav))))
+@dataclass
+class Result:
+    rtf: float = 0.0
+    nonfinal: list[float] = field(default_factory=list)
+    final: list[float] = field(default_factory=list)
+    wer: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    paced_wer: list[float] = field(default_factory=list)
+    concurrency: list[tuple[int, float, float, float]] = field(default_factory=list)
+    invented: dict[str, list[int]] = field(default_factory=dict)
+    noisy_wer: list[float] = field(default_factory=list)
 
-        # 3. Concurrent real-time streams: does the finish lag stay bounded? A stream
-        # that falls behind shows a lag that grows with its length, so use a long one.
-        concurrency = []
-        wav = join_wavs([p[3] for p in passages[: 1 if quick else 3]], tmp / "long.wav")
-        data, seconds = speech.encode(wav), speech.duration(wav)
-        for n in (1, 2, 3) if quick else (1, 2, 3, 4, 5):
-            results = await asyncio.gather(*[
-                stream_file(server.url, data, seconds, True) for _ in range(n)])
-            finals = [x for _t, e, _s, _sent in results for x in latencies(e)[1]]
-            behind = max(processing_lag(e) for _t, e, _s, _sent in results)
-            after = max(e[-1][0] - sent for _t, e, _s, sent in results)
-            concurrency.append((n, seconds, statistics.median(finals), behind, after))
 
-    print("\n## Offline engine benchmark (faster-whisper tiny.en int8, "
-          f"{engine.cpu_threads} threads, step {engine.settings.step_s} s "
-          f"(up to {engine.settings.max_step_s} s to catch up), "
-          f"beam {engine.settings.beam_size} while streaming, "
-          f"{engine.settings.final_beam_size} offline and at the end)\n")
-    print("| measure | value |\n|---|---|")
-    print(f"| audio streamed | {audio_s:.0f} s in {len(passages)} passages |")
-    print(f"| real-time factor, one stream as fast as possible | {busy_s / audio_s:.2f} |")
-    print(f"| first non-final after the word ends: median / p95 | "
-          f"{statistics.median(to_nf):.2f} s / {pct(to_nf, 0.95):.2f} s (target ≤ 1.0 s) |")
-    print(f"| final after the word ends: median / p95 | "
-          f"{statistics.median(to_f):.2f} s / {pct(to_f, 0.95):.2f} s (target ≤ 2.5 s) |")
-    # Keeping up: the audio waiting for recognition stays under one catch-up step (plus
-    # a decode or two); falling behind, it grows for as long as the stream lasts.
-    bound = engine.settings.max_step_s + 2.0
-    print("\n| concurrent real-time streams | audio | final after the word ends: median | "
-          "most audio waiting for recognition | `finished` after the end | verdict |")
-    print("|---|---|---|---|---|---|")
-    for n, seconds, final, behind, after in concurrency:
-        verdict = "keeps up" if behind <= bound else "falls behind"
-        print(f"| {n} | {seconds:.1f} s each | {final:.2f} s | {behind:.2f} s | "
-              f"{after:.2f} s | {verdict} |")
-    print("\n| voice | wpm | passages | WER streamed (120 ms webm/opus) | WER offline, one piece |")
-    print("|---|---|---|---|---|")
-    all_s, all_o = [], []
-    for (voice, wpm), rows in wer_rows.items():
-        s = statistics.mean(r[0] for r in rows)
-        o = statistics.mean(r[1] for r in rows)
-        all_s += [r[0] for r in rows]
-        all_o += [r[1] for r in rows]
-        print(f"| {voice} | {wpm} | {len(rows)} | {s:.3f} | {o:.3f} |")
-    print(f"| **all** | | {len(all_s)} | **{statistics.mean(all_s):.3f}** | "
-          f"**{statistics.mean(all_o):.3f}** |")
-    print(f"| first passages, streamed at real-time pace | | {len(paced_wer)} | "
-          f"{statistics.mean(r[0] for r in paced_wer):.3f} | "
-          f"{statistics.mean(r[1] for r in paced_wer):.3f} |")
-    await engine.aclose()
+async def measure(settings: WhisperSettings, audio: Speech, quick: bool) -> Result:
+    engine = WhisperEngine(settings=settings)
+    engine.model()  # load once, outside the measurements
+    r = Result()
+    try:
+        async with LocalSonioxServer(engine) as server:
+            # 1. WER, streamed as fast as the engine takes it; and the real-time factor.
+            audio_s = busy_s = 0.0
+            for voice, wpm, text, wav, data, seconds in audio.passages:
+                began = time.perf_counter()
+                t, _events, _start, _ = await stream_file(server.url, data, seconds, False)
+                busy_s += time.perf_counter() - began
+                audio_s += seconds
+                r.wer.setdefault((voice, wpm), []).append(
+                    speech.word_error_rate(text, t.final_text))
+                if wav not in audio.offline:
+                    audio.offline[wav] = offline_text(engine, wav)
+            r.rtf = busy_s / audio_s
+
+            # 2. Latency at real-time pace, one stream.
+            for _voice, _wpm, text, _wav, data, seconds in audio.passages[: 3 if quick else 6]:
+                t, events, _start, _ = await stream_file(server.url, data, seconds, True)
+                a, b = latencies(events)
+                r.nonfinal += a
+                r.final += b
+                r.paced_wer.append(speech.word_error_rate(text, t.final_text))
+
+            # 3. Words after the speech, over low noise (as fast as the engine takes it).
+            for kind, text, end, data, seconds in audio.noisy:
+                t, _e, _s, _ = await stream_file(server.url, data, seconds, False)
+                after = [tok for tok in t.final_tokens
+                         if tok.start_ms is not None
+                         and tok.start_ms / 1000 > end + INVENTED_AFTER_S]
+                r.invented.setdefault(kind, []).append(len(after))
+                r.noisy_wer.append(speech.word_error_rate(text, t.final_text))
+
+            # 4. Concurrent real-time streams.
+            for n in (1, 2, 3, 4) if quick else (1, 2, 3, 4, 5, 6):
+                results = await asyncio.gather(*[
+                    stream_file(server.url, audio.long_data, audio.long_seconds, True)
+                    for _ in range(n)])
+                finals = [x for _t, e, _s, _sent in results for x in latencies(e)[1]]
+                behind = max(processing_lag(e) for _t, e, _s, _sent in results)
+                after = max(e[-1][0] - sent for _t, e, _s, sent in results)
+                r.concurrency.append((n, statistics.median(finals), behind, after))
+    finally:
+        await engine.aclose()
+    return r
+
+
+def keeps_up(final: float, behind: float) -> bool:
+    return final <= FINAL_GOAL_S and behind <= MAX_WAITING_S
+
+
+def report(results: dict[str, Result], audio: Speech, quick: bool) -> None:
+    names = list(results)
+    cols = " | ".join(names)
+    ratio = len(names) == 2
+    head = f"| measure | {cols} |" + (f" {names[1]} / {names[0]} |" if ratio else "")
+    rule = "|---|" + "---|" * len(names) + ("---|" if ratio else "")
+
+    def row(label: str, values: list[float], fmt: str = "{:.2f}", unit: str = "") -> None:
+        cells = " | ".join(fmt.format(v) + unit for v in values)
+        extra = ""
+        if ratio:
+            extra = f" {values[1] / values[0]:.2f}x |" if values[0] else " n/a |"
+        print(f"| {label} | {cells} |{extra}")
+
+    audio_s = sum(p[5] for p in audio.passages)
+    print(f"\n#### Offline engine benchmark ({'quick' if quick else 'full'}: "
+          f"{audio_s:.0f} s in {len(audio.passages)} passages; faster-whisper tiny.en "
+          "int8, 2 threads, greedy while streaming, beam 5 at the end)\n")
+    print(head)
+    print(rule)
+    rs = [results[n] for n in names]
+    row("real-time factor, one stream as fast as possible", [r.rtf for r in rs])
+    row(f"first non-final after the word ends, median (goal ≤ {NONFINAL_GOAL_S} s)",
+        [statistics.median(r.nonfinal) for r in rs], unit=" s")
+    row("first non-final after the word ends, p95", [pct(r.nonfinal, 0.95) for r in rs],
+        unit=" s")
+    row(f"final after the word ends, median (goal ≤ {FINAL_GOAL_S} s)",
+        [statistics.median(r.final) for r in rs], unit=" s")
+    row("final after the word ends, p95", [pct(r.final, 0.95) for r in rs], unit=" s")
+    row("real-time streams that keep up at once (of "
+        f"{len(rs[0].concurrency)} tried)",
+        [max((n for n, f, b, _a in r.concurrency if keeps_up(f, b)), default=0) for r in rs],
+        fmt="{:d}")
+    for kind in rs[0].invented:
+        row(f"words invented after the speech, {kind} (in {len(rs[0].invented[kind])} "
+            "sentences)", [sum(r.invented[kind]) for r in rs], fmt="{:d}")
+    for voice, wpm in rs[0].wer:
+        row(f"WER streamed, {voice} {wpm} wpm ({len(rs[0].wer[(voice, wpm)])} passages)",
+            [statistics.mean(r.wer[(voice, wpm)]) for r in rs], fmt="{:.3f}")
+    row("**WER streamed, all passages**",
+        [statistics.mean(x for v in r.wer.values() for x in v) for r in rs], fmt="{:.3f}")
+    row(f"WER streamed at real-time pace ({len(rs[0].paced_wer)} passages)",
+        [statistics.mean(r.paced_wer) for r in rs], fmt="{:.3f}")
+    row(f"WER streamed, sentences + 2 s of noise ({len(rs[0].noisy_wer)})",
+        [statistics.mean(r.noisy_wer) for r in rs], fmt="{:.3f}")
+    offline = statistics.mean(speech.word_error_rate(p[2], audio.offline[p[3]])
+                              for p in audio.passages)
+    print(f"\nWER of the same passages decoded offline in one piece (Whisper's full window, "
+          f"beam 5): {offline:.3f}.")
+    print("\n| real-time streams at once | " + " | ".join(
+        f"{n}: final median / most audio waiting / `finished` after the end" for n in names)
+        + " |")
+    print("|---|" + "---|" * len(names))
+    for i, (n, *_rest) in enumerate(rs[0].concurrency):
+        cells = []
+        for r in rs:
+            _n, final, behind, after = r.concurrency[i]
+            verdict = "keeps up" if keeps_up(final, behind) else "falls behind"
+            cells.append(f"{final:.2f} s / {behind:.2f} s / {after:.2f} s ({verdict})")
+        print(f"| {n} | " + " | ".join(cells) + " |")
+    print(f"\nA stream keeps up when its median final latency is at most {FINAL_GOAL_S} s "
+          f"and at most {MAX_WAITING_S} s of its audio ever waits for recognition "
+          f"({audio.long_seconds:.1f} s streams, 120 ms webm/opus pieces at real-time pace).")
+
+
+async def main(quick: bool, now_only: bool) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="soniox-bench-"))
+    audio = make_speech(quick, tmp)
+    policies = {"now": WhisperSettings()}
+    if not now_only:
+        policies = {"before (issue 11)": WhisperSettings.before_issue_11(), **policies}
+    results = {}
+    for name, settings in policies.items():
+        began = time.perf_counter()
+        results[name] = await measure(settings, audio, quick)
+        print(f"[{name}: measured in {time.perf_counter() - began:.0f} s]", file=sys.stderr)
+    report(results, audio, quick)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--now-only", action="store_true",
+                        help="measure the current policy only (no side-by-side ratio)")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.now_only))

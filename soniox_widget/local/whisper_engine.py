@@ -39,6 +39,7 @@ from ..protocol import END_TOKEN, FIN_TOKEN, Token
 from .agreement import TrimPolicy, Word, agreed_prefix, new_words, to_tokens
 from .engine import Engine, EngineError, EngineStream, EngineUpdate
 from .shared import LocalEngineUnavailable
+from .whisper_window import WindowedWhisper
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +63,39 @@ def default_model_path() -> str:
 
 @dataclass(frozen=True)
 class WhisperSettings:
-    """Tuning of the streaming policy; the defaults suit tiny.en on 2 CPU cores."""
+    """Tuning of the streaming policy; the defaults suit tiny.en on 2 CPU cores.
 
-    step_s: float = 0.8            # re-decode after this much new audio
+    ``encoder_pad_s``, ``one_window`` and ``speech_margin_s`` are what made steps cheap
+    enough to take every 0.4 s and what stops words being invented after the speech
+    (see :mod:`.whisper_window`); :meth:`before_issue_11` gives the previous policy,
+    which the benchmark runs side by side.
+    """
+
+    step_s: float = 0.4            # re-decode after this much new audio
     max_step_s: float = 6.0        # a stream that is behind catches up in steps this big
     beam_size: int = 1             # while streaming: greedy keeps steps cheap and stable
     final_beam_size: int = 5       # for finalize / end of stream, where accuracy matters most
     endpoint_silence_s: float = 0.8  # silence after speech that ends an utterance
     prompt_chars: int = 200        # committed text given to Whisper as context
+    #: Encoder padding after the buffer (s); None: Whisper's full 30 s window every time.
+    encoder_pad_s: float | None = 1.0
+    #: The shortest window the encoder sees (s): on 1-2 s windows Whisper tends to loop.
+    encoder_min_s: float = 5.0
+    #: At most this many tokens per second of audio (plus 10): a decode that loops
+    #: ("please, please, please, ...") stops there instead of at 448 tokens.
+    tokens_per_s: float | None = 8.0
+    #: Streaming steps decode one window (not a second one over the trailing pause).
+    one_window: bool = True
+    #: Words that start this long after the last speech the VAD heard are dropped as
+    #: invented (Whisper's "Thank you." over room tone); None keeps every word.
+    speech_margin_s: float | None = 0.3
     trim: TrimPolicy = TrimPolicy()  # noqa: RUF009 - frozen, shared on purpose
+
+    @classmethod
+    def before_issue_11(cls) -> WhisperSettings:
+        """The policy before issue 11: 0.8 s steps over full 30 s windows, no word filter."""
+        return cls(step_s=0.8, encoder_pad_s=None, one_window=False, speech_margin_s=None,
+                   tokens_per_s=None)
 
 
 class WhisperEngine(Engine):
@@ -90,7 +115,7 @@ class WhisperEngine(Engine):
         self.settings = settings or WhisperSettings()
         # One worker: decodes from all sessions take turns on the shared model.
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "soniox-whisper")
-        self._model: Any = None
+        self._model: WindowedWhisper | None = None
         self._model_lock = threading.Lock()
         self.decode_seconds = 0.0  # total time spent in Whisper (for benchmarks)
         self.decodes = 0
@@ -121,29 +146,33 @@ class WhisperEngine(Engine):
 
     # -- model (worker thread only) ---------------------------------------------------
 
-    def model(self) -> Any:
+    def model(self) -> WindowedWhisper:
         with self._model_lock:
             if self._model is None:
-                from faster_whisper import WhisperModel
-
                 began = time.perf_counter()
-                self._model = WhisperModel(self.model_path, device="cpu", compute_type="int8",
-                                           cpu_threads=self.cpu_threads, local_files_only=True)
+                self._model = WindowedWhisper(self.model_path, cpu_threads=self.cpu_threads)
                 logger.info("loaded Whisper model from %s in %.2f s", self.model_path,
                             time.perf_counter() - began)
             return self._model
 
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str,
-                   beam_size: int | None = None) -> list[Word]:
+                   beam_size: int | None = None, flush: bool = True) -> list[Word]:
+        """Words in ``audio`` with stream times (``offset`` is the time of ``audio[0]``).
+
+        ``flush=False`` (a streaming step) decodes one window only, if the settings say so.
+        """
         began = time.perf_counter()
-        segments, _info = self.model().transcribe(
-            audio, language="en", beam_size=beam_size or self.settings.beam_size,
-            word_timestamps=True,
-            initial_prompt=prompt or None, condition_on_previous_text=False, vad_filter=False,
-            without_timestamps=False,
-        )
-        words = [Word(w.word, offset + w.start, offset + w.end, w.probability)
-                 for seg in segments for w in (seg.words or []) if w.word.strip()]
+        st = self.settings
+        most = None if st.tokens_per_s is None else 10 + round(
+            st.tokens_per_s * len(audio) / SAMPLE_RATE)
+        decoded = self.model().transcribe(
+            audio, beam_size=beam_size or st.beam_size, prompt=prompt,
+            pad_s=st.encoder_pad_s, min_window_s=st.encoder_min_s,
+            one_window=st.one_window and not flush, max_new_tokens=most,
+            # A streaming step is redone 0.4 s later: no retries at higher temperatures.
+            fallback=flush or not st.one_window)
+        words = [Word(w.text, offset + w.start, offset + w.end, w.probability)
+                 for w in decoded]
         self.decode_seconds += time.perf_counter() - began
         self.decodes += 1
         return words
@@ -392,8 +421,9 @@ class WhisperStream(EngineStream):
             # Only text *before* the buffer is context: text inside it would make
             # Whisper skip the audio it thinks it has already transcribed.
             beam = self.settings.final_beam_size if flush else self.settings.beam_size
-            words = new_words(self.engine.transcribe(audio, self.buffer_start, self.prompt,
-                                                     beam), self.committed)
+            heard = self.engine.transcribe(audio, self.buffer_start, self.prompt, beam,
+                                           flush=flush)
+            words = new_words(self._spoken(heard, spans), self.committed)
             if flush or self.settings.trim.must_flush(self.buffer_start, end_time):
                 final, self.hypothesis = words, []
             else:
@@ -416,6 +446,23 @@ class WhisperStream(EngineStream):
         start = self.buffer_start
         pauses = [(start + a[1], start + b[0]) for a, b in itertools.pairwise(spans)]
         return self._commit(final, events, end_time, clear=flush or paused, pauses=pauses), left
+
+    def _spoken(self, words: list[Word], spans: list[tuple[float, float]]) -> list[Word]:
+        """The words that start inside the speech the VAD heard (plus a margin).
+
+        Whisper, given speech followed by a pause, room tone or low noise, likes to add a
+        word or a sentence it did not hear ("Thank you.", "Bye."). The VAD does not hear
+        speech there, so a word that starts after its last span is dropped.
+        """
+        margin = self.settings.speech_margin_s
+        if margin is None or not spans:
+            return words
+        last = self.buffer_start + spans[-1][1] + margin
+        kept = [w for w in words if w.start <= last]
+        if len(kept) < len(words):
+            logger.debug("dropped %d word(s) after the speech: %r", len(words) - len(kept),
+                         "".join(w.text for w in words[len(kept):]))
+        return kept
 
     def _first_pause(self, spans: list[tuple[float, float]]) -> int | None:
         """Sample index ``endpoint_silence_s`` into the first long gap between speech."""

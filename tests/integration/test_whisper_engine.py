@@ -142,6 +142,47 @@ async def test_finalize_commits_and_answers_fin(server, two_sentences):
     assert speech.word_error_rate(ONE, committed) <= WER_BOUND, committed
 
 
+@pytest.mark.parametrize("kind", ["pink noise at -45 dBFS", "room tone at -48 dBFS"])
+async def test_no_words_after_the_speech_over_low_noise(server, tmp_path, kind):
+    """Speech, then 2 s of the quiet sound a real microphone hears (also under the
+    speech): nothing may be transcribed after the last word (Whisper likes to add
+    "Thank you." there), and the speech itself must still be recognised."""
+    from tests import noise
+
+    wav = speech.make_speech_wav(ONE, tmp_path / "one.wav", lead_silence_s=0.3,
+                                 tail_silence_s=0.0)
+    pcm, rate = speech.pcm16(wav)
+    samples = np.frombuffer(pcm, "<i2")
+    speech_end_ms = 1000 * np.nonzero(np.abs(samples) > 300)[0][-1] / rate
+    total = len(samples) / rate + 2.0
+    sound = (noise.pink_noise(total, rate, -45.0) if kind.startswith("pink")
+             else noise.room_tone(total, rate, -48.0))
+    data = noise.speech_then(pcm, sound)
+    step = rate * 2 * 12 // 100  # 120 ms pieces, as the widget sends
+    pieces = [data[i : i + step] for i in range(0, len(data), step)]
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=rate, num_channels=1,
+                       enable_endpoint_detection=True)
+    t, _ = await stream(server.url, pieces, cfg, pace=0.03)
+    assert t.finished
+    late = [tok.text for tok in t.final_tokens if tok.start_ms > speech_end_ms + 300]
+    assert late == [], f"words after the speech: {late} in {t.final_text!r}"
+    assert speech.word_error_rate(ONE, t.final_text) <= WER_BOUND, t.final_text
+
+
+async def test_a_decode_of_noise_alone_invents_nothing(engine):
+    """Were the VAD to let a stretch of noise through, the decode sized to the audio hears
+    nothing in it (Whisper's full 30 s window made "You" of both with beam 5, measured)."""
+    from tests import noise
+
+    hiss = noise.pink_noise(3.0, 16_000, -25.0).astype(np.float32)
+    hum = noise.room_tone(3.0, 16_000, -25.0).astype(np.float32)
+    steps = [(engine.settings.beam_size, False), (engine.settings.final_beam_size, True)]
+    for audio in (hiss, hum):
+        for beam, flush in steps:  # a streaming step, and the decode at the end
+            words = engine.transcribe(audio, 0.0, "", beam, flush=flush)
+            assert words == [], (beam, flush)
+
+
 async def test_silence_only_gives_no_words(server):
     pieces = [bytes(3200)] * 50  # 5 s of digital silence, 16 kHz pcm
     cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=16000, num_channels=1)

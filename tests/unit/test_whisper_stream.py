@@ -19,30 +19,30 @@ pytestmark = pytest.mark.skipif(not local_engine_available(),
 SR = 16_000
 
 
-def stand_in_engine(spans, words):
+def stand_in_engine(spans, words, settings=None):
     from soniox_widget.local.whisper_engine import WhisperEngine
 
     class StandIn(WhisperEngine):
         def speech_spans(self, audio):
             return list(spans)
 
-        def transcribe(self, audio, offset, prompt, beam_size=None):
+        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True):
             end = offset + len(audio) / SR
             return [w for w in words if w.end <= end]
 
-    return StandIn()
+    return StandIn(settings=settings)
 
 
-async def recognise(spans, words, seconds: float):
+async def recognise(spans, words, seconds: float, mode: str = "step", settings=None):
     from soniox_widget.local.whisper_engine import WhisperStream
 
-    engine = stand_in_engine(spans, words)
+    engine = stand_in_engine(spans, words, settings)
     cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=SR, num_channels=1,
                        enable_endpoint_detection=True)
     stream = WhisperStream(engine, cfg)
     try:
         stream.buffer = np.zeros(round(seconds * SR), dtype=np.float32)
-        update, left = stream._recognise("step")
+        update, left = stream._recognise(mode)
         return stream, update, left
     finally:
         await stream.aclose()
@@ -67,3 +67,68 @@ async def test_a_pause_that_ends_within_a_sample_still_makes_progress():
     stream, update, _ = await recognise([(0.1, speech_end), (again, 2.9)], words, 3.0)
     assert [t.text for t in update.final] == ["one", "<end>"]
     assert stream.buffer_start > 1.7
+
+
+async def test_a_word_whisper_invents_after_the_speech_is_not_emitted():
+    # The VAD hears speech until 1.0 s; Whisper "hears" a polite sign-off in the pause
+    # after it (its classic hallucination over room tone).
+    words = [Word(" one", 0.1, 0.9), Word(" Thank", 1.6, 1.8), Word(" you.", 1.8, 2.0)]
+    _stream, update, _ = await recognise([(0.1, 1.0)], words, 2.2, mode="end")
+    assert [t.text for t in update.final] == ["one"]
+
+
+async def test_the_policy_before_issue_11_emitted_the_invented_words():
+    """The same case with the old policy: the check above is what removes them."""
+    from soniox_widget.local.whisper_engine import WhisperSettings
+
+    words = [Word(" one", 0.1, 0.9), Word(" Thank", 1.6, 1.8), Word(" you.", 1.8, 2.0)]
+    _stream, update, _ = await recognise([(0.1, 1.0)], words, 2.2, mode="end",
+                                         settings=WhisperSettings.before_issue_11())
+    assert [t.text for t in update.final] == ["one", " Thank", " you."]
+
+
+async def test_words_inside_the_speech_are_all_kept():
+    words = [Word(" one", 0.1, 0.5), Word(" two", 0.6, 1.0), Word(" three", 1.1, 1.25)]
+    _stream, update, _ = await recognise([(0.1, 1.0)], words, 2.2, mode="end")
+    # "three" starts within the margin after the VAD's last span (its tail is quiet).
+    assert [t.text for t in update.final] == ["one", " two", " three"]
+
+
+def tone(freq: float, rate: int, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(round(rate * seconds)) / rate
+    return 0.5 * np.sin(2 * np.pi * freq * t)
+
+
+@pytest.mark.parametrize("freq,passes", [(1000, True), (10_000, False), (12_000, False)])
+async def test_raw_pcm_reaches_the_recogniser_anti_aliased(freq, passes):
+    """A tone above 8 kHz in 48 kHz raw PCM cannot exist at 16 kHz: it must be filtered
+    out, not folded back into the speech band (np.interp folded 10 kHz to 6 kHz)."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    heard: list[np.ndarray] = []
+
+    class Listening(type(stand_in_engine([], []))):
+        def speech_spans(self, audio):
+            heard.append(audio.copy())
+            return []
+
+    engine = Listening()
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=48_000, num_channels=1)
+    stream = WhisperStream(engine, cfg)
+    try:
+        pcm = (tone(freq, 48_000) * 32767).astype("<i2").tobytes()
+        for i in range(0, len(pcm), 9600):  # 100 ms pieces
+            await stream.push_audio(pcm[i : i + 9600])
+        await stream.end()
+        async for _update in stream.updates():
+            pass
+    finally:
+        await stream.aclose()
+        await engine.aclose()
+    audio = np.concatenate(heard)
+    assert len(audio) >= 14_000  # the second of audio reached the recogniser at 16 kHz
+    rms = float(np.sqrt(np.mean(audio[200:-200] ** 2)))
+    if passes:
+        assert rms == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
+    else:
+        assert rms < 1e-3  # below -50 dB of the tone (a folded tone keeps its level)
