@@ -24,7 +24,11 @@ match right if a path merges or splits chunks.
 chunk -> text: every chunk emitted before Stop was clicked, except each recording's first
 (it waits for the connection to the upstream; that is in "click -> first text").
 Rounds alternate between the systems, with one unmeasured warm-up recording each.
-Prints a markdown table with ratios to the guide's page.
+Prints a markdown table with ratios to the guide's page, and a second one splitting the
+same chunks in three legs seen from the page: chunk -> on the WebSocket (reading the
+Blob, the front end's message), -> its answer arrives (everything outside the page:
+Jupyter server, kernel, upstream; or the guide's proxy), answer -> text on the page
+(the page's own handling and rendering).
 """
 
 from __future__ import annotations
@@ -226,10 +230,44 @@ PAGE_PROBE = r"""
   const B = window.__bench = { rounds: [], clickAt: null, stopAt: null, firstTextAt: null,
                                cleared: true, selector: __SELECTOR__ };
   const wsFrom = __WS_FROM__, wsTo = __WS_TO__;
-  if (wsFrom && window.WebSocket) {
+  const current = () => B.rounds[B.rounds.length - 1];
+  const text = (data) => typeof data === "string" ? data
+    : new TextDecoder().decode(data instanceof ArrayBuffer ? data : data.buffer || data);
+  // Where the time goes: when a chunk leaves on a WebSocket (the guide's page sends the
+  // bytes alone, in order; the widget sends a comm message with "chunk" and its "seq"),
+  // and when a message naming its bytes arrives, before the page's own handler runs.
+  if (window.WebSocket) {
     const Plain = window.WebSocket;
     window.WebSocket = class extends Plain {
-      constructor(url, protocols) { super(url === wsFrom ? wsTo : url, protocols); }
+      constructor(url, protocols) {
+        super(url === wsFrom ? wsTo : url, protocols);
+        this.addEventListener("message", (e) => {
+          const round = current();
+          if (!round || B.clickAt === null || e.data instanceof Blob) return;
+          let upto = -1;
+          for (const m of text(e.data).matchAll(/ b(\d+)/g)) upto = Math.max(upto, +m[1]);
+          if (upto < 0) return;
+          const now = performance.now();
+          for (const c of round.chunks) if (c[0] <= upto && c[4] === null) c[4] = now;
+        });
+      }
+      send(data) {
+        const round = current();
+        if (round && typeof data !== "string" && data.byteLength > 0) {
+          const now = performance.now();
+          if (wsFrom) {
+            const c = round.chunks.find((c) => c[3] === null);
+            if (c) c[3] = now;
+          } else {
+            const head = text(data.slice ? data.slice(0, 4096) : data);
+            const m = /"type":\s*"chunk"[^}]*"seq":\s*(\d+)|"seq":\s*(\d+)[^}]*"type":\s*"chunk"/
+              .exec(head);
+            const c = m && round.chunks[+(m[1] || m[2])];
+            if (c && c[3] === null) c[3] = now;
+          }
+        }
+        return super.send(data);
+      }
     };
   }
   const Recorder = window.MediaRecorder;
@@ -242,7 +280,8 @@ PAGE_PROBE = r"""
         this.addEventListener("dataavailable", (e) => {
           if (!e.data || e.data.size === 0) return;
           round.bytes += e.data.size;
-          round.chunks.push([round.bytes, performance.now(), null]);
+          // bytes so far, emitted, shown, left on the socket, answer arrived
+          round.chunks.push([round.bytes, performance.now(), null, null, null]);
         });
       }
     };
@@ -286,6 +325,9 @@ class System:
     button: str
     idle: str | None  # a selector that appears when a recording has ended
     latencies: list[float] = field(default_factory=list)
+    to_socket: list[float] = field(default_factory=list)  # emitted -> left on a WebSocket
+    round_trip: list[float] = field(default_factory=list)  # left -> answer arrived
+    to_text: list[float] = field(default_factory=list)  # answer arrived -> shown
     first_text: list[float] = field(default_factory=list)
     missing: int = 0
     chunks: int = 0
@@ -307,14 +349,18 @@ class System:
         r = page.evaluate(RESULT)
         if r["firstTextAt"] is not None:
             self.first_text.append(r["firstTextAt"] - r["clickAt"])
-        for i, (_, emitted, shown) in enumerate(r["chunks"]):
+        for i, (_, emitted, shown, sent, arrived) in enumerate(r["chunks"]):
             if i == 0 or emitted >= r["stopAt"]:
                 continue
             self.chunks += 1
             if shown is None:
                 self.missing += 1
-            else:
-                self.latencies.append(shown - emitted)
+                continue
+            self.latencies.append(shown - emitted)
+            if sent is not None and arrived is not None and emitted <= sent <= arrived <= shown:
+                self.to_socket.append(sent - emitted)
+                self.round_trip.append(arrived - sent)
+                self.to_text.append(shown - arrived)
 
 
 def guide_system(context, page_port: int, proxy_port: int) -> System:
@@ -389,6 +435,14 @@ def report(systems: list[System], rounds: int, seconds: float) -> None:
         print(f"| {s.name} | {s.chunks} | {fmt(p50)} ms | {fmt(p99)} ms | "
               f"{fmt(p50 / g50)}x | {fmt(p99 / g99)}x | {fmt(pct(s.first_text, 50), 0)} ms "
               f"| {s.missing} |")
+    print("\nWhere the time goes (medians over the same chunks; the page's WebSocket is "
+          "wrapped to see when a chunk leaves and when its answer arrives):\n")
+    print("| system | chunk → on the WebSocket | → answer arrives (server, kernel, upstream) "
+          "| answer → text on the page |")
+    print("|---|---|---|---|")
+    for s in systems:
+        print(f"| {s.name} | {fmt(pct(s.to_socket, 50))} ms | {fmt(pct(s.round_trip, 50))} ms "
+              f"| {fmt(pct(s.to_text, 50))} ms |")
     print()
 
 
