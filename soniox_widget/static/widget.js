@@ -1088,8 +1088,16 @@ function render({ model, el: root }) {
   function paintTheme() {
     view.box.dataset.theme = themeOf(getComputedStyle(view.box).backgroundColor);
   }
+  // The host's new stylesheet may apply a little after its marker changes: look again.
+  /** @type {ReturnType<typeof setTimeout>[]} */
+  let themeChecks = [];
+  function themeChanged() {
+    themeChecks.forEach(clearTimeout);
+    requestAnimationFrame(paintTheme);
+    themeChecks = [300, 1500].map((ms) => setTimeout(paintTheme, ms));
+  }
   const themeWatch = typeof MutationObserver === "undefined" ? null
-    : new MutationObserver(() => requestAnimationFrame(paintTheme));
+    : new MutationObserver(themeChanged);
   for (const node of [document.documentElement, document.body]) {
     if (themeWatch && node) themeWatch.observe(node, { attributes: true });
   }
@@ -1125,6 +1133,7 @@ function render({ model, el: root }) {
     capture.release();
     stopClock();
     if (themeWatch) themeWatch.disconnect();
+    themeChecks.forEach(clearTimeout);
     if (mediaDevices && mediaDevices.removeEventListener) {
       mediaDevices.removeEventListener("devicechange", refreshDevices);
     }

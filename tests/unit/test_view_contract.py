@@ -35,7 +35,7 @@ def test_the_front_end_knows_the_same_statuses_as_the_kernel():
     assert set(vm.BUSY) < set(vm.STATUSES)
 
 
-def test_the_status_trait_takes_only_those_statuses():
+async def test_the_status_trait_takes_only_those_statuses():
     import traitlets
 
     rec = SonioxRecorder(engine="local")
@@ -62,7 +62,7 @@ def test_demo_notebooks_carry_no_copy_of_the_front_end(notebook):
     assert "_esm" not in text and "export default { render }" not in text
 
 
-def test_the_engine_kind_is_explicit():
+async def test_the_engine_kind_is_explicit():
     rec = SonioxRecorder(engine="local")
     assert rec.engine_kind == "local"
     rec.close()
@@ -98,7 +98,7 @@ def test_bounding_is_idempotent_so_an_echo_changes_nothing():
 
 @pytest.mark.parametrize("value", [[1, 2], "text", {"segments": "no"},
                                    {"segments": [{"text": 3}, "x", {"text": "ok"}]}])
-def test_a_malformed_saved_transcript_from_a_view_is_cleaned(value):
+async def test_a_malformed_saved_transcript_from_a_view_is_cleaned(value):
     rec = SonioxRecorder(engine="local")
     rec.saved_transcript = value if isinstance(value, dict) else {"segments": value}
     assert set(rec.saved_transcript) <= {"text", "segments", "translation", "truncated"}
