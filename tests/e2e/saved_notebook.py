@@ -1,0 +1,76 @@
+"""A notebook that recorded from a file, executed by nbclient and saved with its widget
+state: what a user has after "run all, save" (or papermill), for the tests that reopen
+it without running it, export it to HTML, or show it in dark themes.
+
+The kernel holds a fake API key (``SONIOX_API_KEY``), and the scripted engine's server
+requires it, so the recording only works if the key was really in play; the saved file
+must still not contain it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+FAKE_KEY = "sk-fake-saved-notebook-" + "5f0c1e2d3b4a69788796a5b4"
+SPOKEN = "the saved notebook keeps what was said"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def cells(wav: Path) -> list[str]:
+    return [
+        "import os\n"
+        "from soniox_widget import SonioxRecorder\n"
+        "from soniox_widget.local import LocalSonioxServer, ScriptedEngine\n"
+        f"srv = LocalSonioxServer(ScriptedEngine({SPOKEN!r}),"
+        " api_key=os.environ['SONIOX_API_KEY']).start_in_thread()\n"
+        "rec = SonioxRecorder(url=srv.url)  # the key comes from SONIOX_API_KEY\n"
+        "rec",
+        f"transcript = await rec.transcribe_file({str(wav)!r}, realtime=False)\n"
+        "print(transcript.text)\n"
+        "print('key sent in the header:', srv.sessions[-1].authorized_by_header)",
+        # JupyterLab saves the models it holds, updated by every message; nbclient keeps
+        # only messages tied to a running cell, so the state is sent once more here.
+        "rec.send_state()\nrec",
+    ]
+
+
+def execute_and_save(wav: Path, path: Path) -> Path:
+    """Run the notebook in a fresh kernel (with the fake key) and save it with its
+    widget state to ``path``."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells(wav)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    env = {k: v for k, v in os.environ.items() if k != "SONIOX_WS_URL"}
+    env["SONIOX_API_KEY"] = FAKE_KEY
+    client = NotebookClient(nb, timeout=180, kernel_name="python3", store_widget_state=True,
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute(env=env)
+    nbformat.write(nb, path)
+    return path
+
+
+def trust(path: Path) -> None:
+    """Sign the notebook, as JupyterLab does for notebooks it saved itself: an untrusted
+    notebook's widget outputs are shown as their text/plain repr only."""
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(path)], check=True,
+                   capture_output=True, timeout=60)
+
+
+def saved_texts(nb: nbformat.NotebookNode) -> list[str]:
+    """The ``saved_transcript`` text of every SonioxRecorder model in the widget state."""
+    state = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    texts = []
+    for model in state.values():
+        saved = model.get("state", {}).get("saved_transcript")
+        if saved is not None:
+            texts.append(saved.get("text")
+                         or "".join(s["text"] for s in saved.get("segments", [])))
+    return texts
