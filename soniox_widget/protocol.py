@@ -178,7 +178,7 @@ def load_reply(message: str | bytes) -> dict[str, Any]:
     if _too_deep(text):
         raise ProtocolError("reply is nested too deeply")
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = _REPLY_DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"reply is not JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
@@ -205,6 +205,10 @@ def reply_from_data(data: dict[str, Any]) -> Reply:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+# One decoder for every reply: json.loads with an option builds a new one per call.
+_REPLY_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def _reply_from(data: dict[str, Any]) -> Reply:

@@ -66,6 +66,29 @@ _HANDSHAKE_HINTS = {
 }
 
 
+def _moves_no_deadline_earlier(actions: list[Action]) -> bool:
+    """Whether the core's deadlines can only have moved later with these actions.
+
+    An audio frame pushes the keepalive later; a delivered reply changes no deadline
+    (the actions of a reply that finishes or fails include more than the delivery).
+    Then the armed timer is still right: it fires no later than anything now due, and
+    when it fires the core is asked again. Any other action (a control frame such as
+    the end of stream, a state change, a new connection) may bring one earlier, and
+    no action at all may be the answer to the timer itself, which must be re-armed.
+    """
+    if not actions:
+        return False
+    for action in actions:
+        kind = type(action)
+        if kind is SendFrame:
+            frame = action.frame  # type: ignore[union-attr]
+            if type(frame) is not bytes or not frame:  # control text, or end of stream
+                return False
+        elif kind is not DeliverText and kind is not DeliverReply:
+            return False
+    return True
+
+
 class UpstreamSession:
     """One recording's session with the service, owning its sockets and tasks.
 
@@ -348,6 +371,9 @@ class UpstreamSession:
         return (self._loop or asyncio.get_running_loop()).time()
 
     def _handle(self, actions: list[Action]) -> None:
+        if _moves_no_deadline_earlier(actions):
+            self._handle_sends(actions)
+            return
         for action in actions:
             if isinstance(action, SendFrame):
                 queue = self._outgoing.get(action.conn)
@@ -402,6 +428,21 @@ class UpstreamSession:
                     # Its thread may take a moment to stop: not on the event loop.
                     asyncio.get_running_loop().run_in_executor(None, transcoder.abort)
         self._arm_timer()
+
+    def _handle_sends(self, actions: list[Action]) -> None:
+        """:meth:`_handle` for audio frames and replies only (one per chunk and per
+        reply): the same work, without the deadline timer's look at the core."""
+        for action in actions:
+            if type(action) is SendFrame:
+                queue = self._outgoing.get(action.conn)
+                if queue is not None:
+                    queue.append(action.frame)
+                    if not self._inline:
+                        self._wakeups[action.conn].set()
+            elif type(action) is DeliverText:
+                self._texts.append(action.text)
+            else:
+                self._replies.put_nowait(action.reply)  # type: ignore[union-attr]
 
     def _signal_over(self) -> None:
         if not self._over.is_set():

@@ -41,7 +41,6 @@ from ..protocol import (
     END_TOKEN,
     FIN_TOKEN,
     RECONNECT_ERROR_CODES,
-    AudioFrame,
     EndOfStream,
     FinalizeRequest,
     KeepaliveMessage,
@@ -583,11 +582,18 @@ class SessionCore:
         return SendFrame(self._conn, encode_client_message(message))  # type: ignore[arg-type]
 
     def _send_audio_frames(self, data: bytes, now: float) -> list[Action]:
+        # The audio frame is the bytes themselves (encode_client_message of an
+        # AudioFrame): built directly, since this runs for every chunk.
+        self._last_sent = now
+        conn = self._conn
+        if len(data) <= MAX_FRAME_BYTES:
+            self.bytes_sent += len(data)
+            return [SendFrame(conn, data)]
         out: list[Action] = []
         for i in range(0, len(data), MAX_FRAME_BYTES):
             piece = data[i : i + MAX_FRAME_BYTES]
             self.bytes_sent += len(piece)
-            out.append(self._send(AudioFrame(piece), now))
+            out.append(SendFrame(conn, piece))
         return out
 
     def _upstream_audio(self, data: bytes, now: float) -> list[Action]:
