@@ -41,9 +41,12 @@ LAST = ".last-recording"  # the dependent cell's output
 
 
 @contextlib.contextmanager
-def marimo_server(mode: str, tmp: Path, ws_url: str, theme: str = "light") -> Iterator[str]:
+def marimo_server(mode: str, tmp: Path, ws_url: str | None, theme: str = "light"
+                  ) -> Iterator[str]:
     """``marimo edit|run`` of a copy of the demo on 127.0.0.1 (no token, no update
-    check, settings from a scratch config); yields the page's URL."""
+    check, settings from a scratch config); yields the page's URL. Sessions go to
+    ``ws_url``, or with None to what the demo picks by itself (no key: the offline
+    engine)."""
     app_dir = tmp / f"marimo-{mode}-{theme}"
     (app_dir / "xdg" / "marimo").mkdir(parents=True)
     shutil.copy(DEMO, app_dir / "marimo_demo.py")
@@ -51,9 +54,10 @@ def marimo_server(mode: str, tmp: Path, ws_url: str, theme: str = "light") -> It
     # waits for a click).
     (app_dir / "xdg" / "marimo" / "marimo.toml").write_text(
         f'[display]\ntheme = "{theme}"\n[runtime]\nauto_instantiate = true\n')
-    env = {k: v for k, v in os.environ.items() if k != "SONIOX_API_KEY"}
-    env.update(SONIOX_WS_URL=ws_url, XDG_CONFIG_HOME=str(app_dir / "xdg"),
-               MARIMO_SKIP_UPDATE_CHECK="1")
+    env = {k: v for k, v in os.environ.items() if k not in ("SONIOX_API_KEY", "SONIOX_WS_URL")}
+    env.update(XDG_CONFIG_HOME=str(app_dir / "xdg"), MARIMO_SKIP_UPDATE_CHECK="1")
+    if ws_url is not None:
+        env["SONIOX_WS_URL"] = ws_url
     port = free_port()
     log = ARTIFACTS / f"marimo-{mode}-{theme}.log"
     ARTIFACTS.mkdir(exist_ok=True)
@@ -158,6 +162,23 @@ def test_marimo_run_app_view(scripted, speech_wav, tmp_path):
         assert shown(page, f"{WIDGET} .soniox-final") == text != ""
         assert wait_for_dependent_cell(page, text) == text
         page.screenshot(path=str(ARTIFACTS / "marimo-run.png"), full_page=True)
+
+
+@pytest.mark.engine
+def test_marimo_run_the_demo_as_shipped_with_the_offline_engine(speech_wav, tmp_path):
+    """No key, no URL: the demo transcribes the fake microphone's sentence offline."""
+    from tests.speech import word_error_rate
+
+    wav, spoken = speech_wav
+    with marimo_server("run", tmp_path, None) as url, chromium(wav, tmp=tmp_path) as context:
+        page = open_app(context, url)
+        assert "offline" in page.inner_text(f"{WIDGET} .soniox-badge")
+        # The WAV holds ~4 s of speech: ~6 s of audio at 32 kb/s is ~24 kB.
+        record(page, min_bytes=24_000)
+        text = shown(page, f"{WIDGET} .soniox-final")
+        assert word_error_rate(spoken, text) <= 0.35, text  # as the JupyterLab test
+        assert wait_for_dependent_cell(page, text) == text
+        page.screenshot(path=str(ARTIFACTS / "marimo-run-offline.png"), full_page=True)
 
 
 def test_marimo_dark_theme_is_dark_and_legible(scripted, speech_wav, tmp_path):
