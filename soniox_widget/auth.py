@@ -1,8 +1,9 @@
 """Where the API key comes from, and the one object that holds it.
 
 In order: the ``api_key`` argument, the ``SONIOX_API_KEY`` environment variable, a
-``.env`` file, and, only inside Google Colab, Colab's secrets
-(``google.colab.userdata``), so a shared Colab notebook needs no key in its code.
+``.env`` file, and, only inside Google Colab (its kernel has ``google.colab`` loaded),
+Colab's secrets (``google.colab.userdata``), so a shared Colab notebook needs no key in
+its code.
 
 The key is kept in an :class:`APIKey` whose ``repr``/``str`` never show it, so it
 cannot leak into a log line, a traceback's locals, a widget trait or an error
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -121,7 +123,14 @@ def colab_api_key(name: str = ENV_VAR) -> APIKey | None:
 
 
 def _colab_userdata() -> ModuleType | None:
-    """Colab's secrets module when this kernel runs in Colab (only there is it importable)."""
+    """Colab's secrets module when this kernel runs in Colab, else None.
+
+    Colab's kernel is built on ``google.colab``, so there it is loaded before any user
+    code. It is not imported here: the ``google-colab`` package installed elsewhere
+    would send its request to a front end that never answers, and wait forever.
+    """
+    if "google.colab" not in sys.modules:
+        return None
     try:
         from google.colab import userdata  # type: ignore[import-not-found]
     except ImportError:

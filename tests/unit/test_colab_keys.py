@@ -149,6 +149,22 @@ def test_outside_colab_nothing_is_asked_and_the_advice_does_not_mention_it(local
     assert "Colab" not in str(info.value)
 
 
+def test_google_colab_installed_outside_colab_is_never_imported(monkeypatch, tmp_path):
+    """Only Colab's own kernel has ``google.colab`` loaded. Elsewhere the package may be
+    installed, but its ``get`` would wait forever for a front end that never answers."""
+    package = tmp_path / "site" / "google" / "colab"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "userdata.py").write_text(
+        "asked = []\ndef get(key):\n    asked.append(key)\n    return 'sk-should-not-be-read'\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    import importlib.util
+
+    assert importlib.util.find_spec("google.colab") is not None  # importable...
+    assert find_api_key() is None  # ...and yet not asked
+    assert "google.colab" not in sys.modules
+
+
 def test_the_secret_never_reaches_a_log_a_trait_or_the_repr(colab, caplog):
     # A lookup that fails with the secret in its own message must not spread it.
     colab.failure = RuntimeError(f"could not decode {SECRET}")
