@@ -244,8 +244,11 @@ class SonioxRecorder(anywidget.AnyWidget):
         return value[:300] if isinstance(value, str) else ""
 
     def __repr__(self) -> str:
+        # A recorder shown before any recording in this kernel (a reopened notebook whose
+        # saved state came back) still names the last transcript it holds.
+        text = self.final_text or str(self.saved_transcript.get("text", ""))
         return (f"SonioxRecorder(status={self.status!r}, engine={self.engine_label!r}, "
-                f"final_text={self.final_text[-60:]!r})")
+                f"final_text={text[-60:]!r})")
 
     # -- backend ---------------------------------------------------------------------
 

@@ -222,6 +222,14 @@ def test_key_never_in_widget_state_or_repr(local_server):
     rec.close()
 
 
+def test_repr_names_the_saved_transcript_when_no_recording_ran_yet(local_server):
+    rec = SonioxRecorder(url=local_server.url)
+    # What a front end restoring a saved notebook's widget state sends.
+    rec.set_state({"saved_transcript": {"segments": [{"text": "kept from last time"}]}})
+    assert "kept from last time" in repr(rec)
+    rec.close()
+
+
 def test_bad_options_fail_at_construction():
     with pytest.raises(Exception, match="unknown option"):
         SonioxRecorder(url="ws://127.0.0.1:9/x", langage_hints=["en"])
