@@ -20,9 +20,13 @@ server``). To turn it off::
 
     jupyter server extension disable soniox_widget.jupyter_nodelay
 
-or for one run: ``jupyter lab --ServerApp.jpserver_extensions="{'soniox_widget.jupyter_nodelay':
-False}"``. If it cannot find the kernel WebSocket route (a jupyter_server it does not
-know), it logs a warning and leaves the server as it was.
+(it writes ``soniox_widget.jupyter_nodelay.json`` next to the installed file; that one is
+read after it and wins, and stays across upgrades). For one user only, put
+``{"ServerApp": {"jpserver_extensions": {"soniox_widget.jupyter_nodelay": false}}}`` in
+``~/.jupyter/jupyter_server_config.json``; for one run, pass
+``--ServerApp.jpserver_extensions=soniox_widget.jupyter_nodelay=False``. If it cannot
+find the kernel WebSocket route (a jupyter_server it does not know), it logs a warning
+and leaves the server as it was.
 """
 
 from __future__ import annotations
