@@ -33,7 +33,7 @@ import hmac
 import http
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
@@ -326,7 +326,7 @@ class ProxyServer(WebSocketService):
                 finish_timeout=self.finish_timeout,
                 # Replies go to the client as the server sent them (key masked),
                 # from the task that reads them: no parsing, encoding or hand-over.
-                on_text=lambda text: _relay_text(ws, text),
+                on_text=_relay_to(ws),
                 compression=self.compression,
             )
         except SonioxWidgetError as exc:  # the proxy's own setup, not the client's fault
@@ -456,10 +456,14 @@ def _checked_token(token: str | None, host: str, require_token: bool) -> str | N
     return None
 
 
-async def _relay_text(ws: ServerConnection, text: str) -> None:
-    """One reply to the client; a client that went away is ``_forward``'s to notice."""
-    with contextlib.suppress(ConnectionClosed):
-        await ws.send(text)
+def _relay_to(ws: ServerConnection) -> Callable[[str], Awaitable[None]]:
+    """The ``on_text`` of a client's session: each reply goes straight to the client."""
+    async def relay_text(text: str) -> None:
+        try:
+            await ws.send(text)
+        except ConnectionClosed:
+            pass  # the client went away: _forward notices and closes the session
+    return relay_text
 
 
 async def _send_error(ws: ServerConnection, code: int | None, message: str) -> None:

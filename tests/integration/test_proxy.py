@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from soniox_widget.backend import Backend
 from soniox_widget.local import LocalSonioxServer, ScriptedEngine
 from soniox_widget.proxy import ProxyServer
+from tests import standin
 
 AUDIO = bytes(range(256)) * 40
 
@@ -252,3 +253,92 @@ def test_cli_serves_the_page_on_the_offline_engine_and_stops_on_sigint(tmp_path)
         proc.wait(timeout=10)
         proc.stdout.close()
         proc.stderr.close()
+
+
+# -- the relay fast path: the server's own frames, uncompressed legs -----------------------
+
+ODD_REPLY = ('{ "tokens" : [ {"text": " hé", "is_final": true, "end_ms": 90, "x": [1, 2]},'
+             ' {"text": " …", "is_final": false} ], "vendor": {"nested": {"k": null}} }')
+
+
+def answers_each_frame_with(text: str):
+    """A stand-in that answers every audio frame with ``text``, and the end with finished."""
+    async def run(ws) -> None:
+        await standin.read_start(ws)
+        async for msg in ws:
+            if msg in ("", b""):
+                await ws.send('{"tokens": [], "finished": true}')
+                await ws.close()
+                return
+            if isinstance(msg, bytes):
+                await ws.send(text)
+    return run
+
+
+async def test_replies_reach_the_client_exactly_as_the_server_sent_them(no_task_leaks):
+    async with standin.StandIn(answers_each_frame_with(ODD_REPLY)) as server, \
+            ProxyServer(backend_for(server.url), port=0) as proxy:
+        async with connect(proxy.ws_url) as ws:
+            for i in range(3):
+                await ws.send(AUDIO[i * 100:(i + 1) * 100])
+            await ws.send("")
+            messages = [m async for m in ws]
+    assert messages == [ODD_REPLY] * 3 + ['{"tokens": [], "finished": true}']
+    await no_task_leaks()
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_permessage_deflate_is_used_on_both_legs_only_when_asked(compression,
+                                                                        no_task_leaks):
+    upstream_extensions = []
+
+    async def run(ws) -> None:
+        upstream_extensions.append(ws.request.headers.get("Sec-WebSocket-Extensions"))
+        await answers_each_frame_with('{"tokens": []}')(ws)
+
+    async with standin.StandIn(run) as server, \
+            ProxyServer(backend_for(server.url), port=0, compression=compression) as proxy:
+        async with connect(proxy.ws_url) as ws:  # offers deflate, as browsers do
+            client_extension = ws.response.headers.get("Sec-WebSocket-Extensions")
+            await ws.send(AUDIO[:100])
+            await ws.send("")
+            replies = [json.loads(m) async for m in ws]
+    assert replies[-1]["finished"] is True
+    if compression is None:
+        assert client_extension is None and upstream_extensions == [None]
+    else:
+        assert "permessage-deflate" in client_extension
+        assert "permessage-deflate" in upstream_extensions[0]
+    await no_task_leaks()
+
+
+def test_compression_and_event_loop_are_cli_options():
+    from soniox_widget.proxy.__main__ import parse_args
+
+    assert parse_args([]).compression == "none" and parse_args([]).loop == "auto"
+    args = parse_args(["--compression", "deflate", "--loop", "asyncio", "--engine", "soniox"])
+    assert (args.compression, args.loop) == ("deflate", "asyncio")
+    with pytest.raises(SystemExit):
+        parse_args(["--compression", "gzip"])
+    with pytest.raises(ValueError):
+        ProxyServer(backend_for("ws://127.0.0.1:9/x"), compression="gzip")
+
+
+def test_run_main_runs_on_the_chosen_event_loop():
+    from soniox_widget._serving import run_main
+
+    seen = []
+
+    async def main() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__)
+
+    run_main(main(), "asyncio")
+    assert seen == ["asyncio.unix_events"]
+    pytest.importorskip("uvloop")
+    run_main(main(), "uvloop")
+    run_main(main(), "auto")  # installed: auto takes it
+    assert seen[1:] == ["uvloop", "uvloop"]
+    coro = main()
+    with pytest.raises(ValueError, match="unknown event loop"):
+        run_main(coro, "trio")
+    coro.close()

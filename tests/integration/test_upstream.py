@@ -235,3 +235,66 @@ async def test_odd_numbers_and_deep_nesting_in_a_reply_end_the_session_clearly(
     else:
         assert info.value.reason == "protocol"
     await no_task_leaks()
+
+
+# -- the relay's way in and out: write_audio and on_text ------------------------------------
+
+
+async def test_on_text_gets_every_reply_as_text_before_wait_finished_returns(local_server,
+                                                                          engine,
+                                                                          no_task_leaks):
+    got: list[str] = []
+
+    async def on_text(text: str) -> None:
+        await asyncio.sleep(0)  # a receiver that takes its time
+        got.append(text)
+
+    async with UpstreamSession(url=local_server.url, on_text=on_text) as session:
+        for i in range(0, len(AUDIO), 1000):
+            await session.write_audio(AUDIO[i : i + 1000])
+        session.end()
+        await session.wait_finished()
+        assert [r async for r in session.replies()] == []  # they all went to on_text
+    replies = [json.loads(t) for t in got]
+    assert replies[-1].get("finished") is True
+    final = "".join(t["text"] for r in replies for t in r["tokens"] if t["is_final"])
+    assert final == engine.text_for(AUDIO)
+    await no_task_leaks()
+
+
+async def test_write_audio_and_send_audio_mixed_keep_the_byte_order(no_task_leaks):
+    store: list[object] = []
+    async with standin.StandIn(standin.records_messages(store)) as server:
+        async with UpstreamSession(url=server.url, reconnect=NO_RECONNECT) as session:
+            session.send_audio(AUDIO[:100])  # queued before the connection is up
+            await session.wait_connected()
+            for i in range(100, len(AUDIO), 500):
+                if i % 1000 == 100:
+                    await session.write_audio(AUDIO[i : i + 500])
+                else:
+                    session.send_audio(AUDIO[i : i + 500])
+            session.finalize()
+            await session.write_audio(b"tail")
+            session.end()
+            await session.wait_finished()
+    audio = b"".join(m for m in store if isinstance(m, bytes))
+    assert audio == AUDIO + b"tail"
+    assert store[-1] == b""
+    # The finalize went out after the audio given before it, and before the tail.
+    texts = [i for i, m in enumerate(store) if isinstance(m, str) and "finalize" in m]
+    assert len(texts) == 1 and store[texts[0] + 1] == b"tail"
+    await no_task_leaks()
+
+
+async def test_an_on_text_that_fails_ends_the_session_with_an_error(local_server,
+                                                                   no_task_leaks):
+    async def on_text(text: str) -> None:
+        raise RuntimeError("the receiver broke")
+
+    async with UpstreamSession(url=local_server.url, on_text=on_text) as session:
+        await session.write_audio(AUDIO[:1000])
+        session.end()
+        with pytest.raises(SonioxError, match="RuntimeError"):
+            await session.wait_finished()
+    assert session.state.value == "failed"
+    await no_task_leaks()

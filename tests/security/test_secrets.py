@@ -164,3 +164,31 @@ async def test_a_server_echoing_the_key_never_gets_it_shown(behaviour, all_debug
     err = info.value
     assert_clean(all_debug, err, err.error_message, err.to_json(), state, rec.error,
                  replies)
+
+
+async def test_the_proxy_masks_a_key_echoed_in_a_reply_it_relays_as_it_came(all_debug):
+    # Replies go to the browser as the server's own text: an echoed key must not ride
+    # along in a word, while the rest of the reply and the session go on unchanged.
+    async def run(ws: ServerConnection) -> None:
+        key = ws.request.headers.get("Authorization", "").split()[-1]
+        await standin.read_start(ws)
+        async for msg in ws:
+            if msg in ("", b""):
+                await ws.send(json.dumps({"tokens": [], "finished": True}))
+                await ws.close()
+                return
+            await ws.send(json.dumps({"tokens": [
+                {"text": " ok", "is_final": True, "end_ms": 10},
+                {"text": f" {key}", "is_final": False}]}))
+
+    async with standin.StandIn(run) as server:
+        backend = choose_backend(url=server.url, api_key=SECRET)
+        async with ProxyServer(backend, port=0) as proxy, connect(proxy.ws_url) as ws:
+            await ws.send(AUDIO)
+            await ws.send(b"")
+            replies = [m async for m in ws]
+    assert json.loads(replies[0])["tokens"] == [
+        {"text": " ok", "is_final": True, "end_ms": 10},
+        {"text": " ***", "is_final": False}]
+    assert json.loads(replies[-1]) == {"tokens": [], "finished": True}
+    assert_clean(all_debug, replies)

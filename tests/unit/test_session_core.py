@@ -15,12 +15,19 @@ from hypothesis import strategies as st
 
 from soniox_widget.config import SonioxConfig
 from soniox_widget.errors import SonioxError
-from soniox_widget.protocol import FIN_TOKEN, KEEPALIVE_MESSAGE, FinalizeRequest, finalize_message
+from soniox_widget.protocol import (
+    FIN_TOKEN,
+    KEEPALIVE_MESSAGE,
+    FinalizeRequest,
+    finalize_message,
+    parse_reply,
+)
 from soniox_widget.session import NO_RECONNECT, ReconnectPolicy, SessionCore, SessionState
 from soniox_widget.session.core import (
     MAX_FRAME_BYTES,
     CloseConnection,
     DeliverReply,
+    DeliverText,
     EndTranscoder,
     FeedTranscoder,
     MarkTranscoder,
@@ -1082,6 +1089,79 @@ def test_malformed_replies_fail_without_quoting_the_secret(frame):
     assert_secret_free(err)
 
 
+# -- a relay's core: replies as the server's own text ---------------------------------------
+
+
+def texts(actions: list) -> list[str]:
+    return [a.text for a in of(actions, DeliverText)]
+
+
+def test_a_relay_core_passes_the_servers_text_on_unchanged_and_reads_its_progress():
+    core = connected_core(deliver_text=True)
+    core.audio(pcm(1000), 1.0)
+    core.finalize(None, 1.1)
+    # Spacing, key order and fields the session never reads all go through as they came.
+    frame = ('{ "total_audio_proc_ms": 900, "tokens": [ {"text": " hi", "start_ms": 0,'
+             ' "end_ms": 400, "is_final": true, "speaker": "2", "new_field": [1, {}]},'
+             ' {"text": "<fin>", "is_final": true},'
+             ' {"text": " th", "is_final": false, "start_ms": "?"} ],'
+             ' "final_audio_proc_ms": 450, "vendor": {"x": 1} }')
+    actions = core.message(1, frame, 1.2)
+    assert actions == [DeliverText(frame)] and not of(actions, DeliverReply)
+    # ... and the session learned what it acts on: how far words are final, the <fin>.
+    drop(core, 2.0)
+    _, resent = reconnect(core, 2.0)
+    assert audio_of(sent(resent)) == pcm(550, 450)  # from the final position on
+    assert finalize_message() not in sent(resent)   # it was answered
+
+
+def test_a_relay_core_masks_an_echoed_key_in_the_text_it_passes_on():
+    core = redacting_core(deliver_text=True)
+    frame = reply(word(" sk-secret", 0, 100, final=False))
+    (text,) = texts(core.message(1, frame, 1.0))
+    assert "sk-secret" not in text
+    assert json.loads(text)["tokens"][0]["text"] == " ***"
+
+
+def test_a_relay_core_ends_with_finished_and_fails_on_an_error_reply_without_relaying_it():
+    core = connected_core(deliver_text=True)
+    core.end(1.0)
+    frame = reply(word(" a", 0, 100), final=100, total=100, finished=True)
+    actions = core.message(1, frame, 1.1)
+    assert texts(actions) == [frame]
+    assert actions[-1] == SessionOver(None) and core.state == S.FINISHED
+
+    core = redacting_core(deliver_text=True)
+    actions = core.message(1, error(400, "bad config for sk-secret"), 1.0)
+    err = assert_failed(core, actions, "service")
+    assert not texts(actions) and err.error_code == 400
+    assert_secret_free(err)
+
+
+@pytest.mark.parametrize("token", [
+    {"text": " x", "end_ms": "sk-secret", "is_final": True},
+    {"text": ["sk-secret"], "is_final": True},
+    "sk-secret",
+])
+def test_a_relay_core_refuses_a_malformed_final_token_without_quoting_it(token):
+    core = connected_core(deliver_text=True)
+    err = assert_failed(core, core.message(1, json.dumps({"tokens": [token]}), 1.0),
+                        "protocol")
+    assert_secret_free(err)
+
+
+def test_after_a_reconnect_a_relay_core_passes_on_replies_moved_onto_the_recordings_clock():
+    core = connected_core(deliver_text=True)
+    core.audio(pcm(1500), 1.0)
+    finalize_upto(core, 1, 1000, 1.1)
+    drop(core, 2.0)
+    conn, _ = reconnect(core, 2.0)
+    (text,) = texts(core.message(conn, reply(word(" there", 0, 500), final=500), 3.0))
+    r = parse_reply(text)
+    assert [(t.text, t.start_ms, t.end_ms) for t in r.tokens] == [(" there", 1000, 1500)]
+    assert r.final_audio_proc_ms == 1500
+
+
 # -- properties over random event sequences -----------------------------------------------
 
 
@@ -1133,9 +1213,11 @@ class Driver:
     into ``pcm(1, i)``, so every connection's audio can be checked against the recording.
     """
 
-    def __init__(self, config: SonioxConfig, policy: ReconnectPolicy) -> None:
+    def __init__(self, config: SonioxConfig, policy: ReconnectPolicy,
+                 deliver_text: bool = False) -> None:
         self.core = SessionCore(config, reconnect=policy, keepalive_interval=5.0,
-                                finish_timeout=30.0)
+                                finish_timeout=30.0, deliver_text=deliver_text)
+        self.delivered: list = []  # every reply, as a Reply (texts parsed)
         self.container = not config.is_raw_audio
         self.now = 0.0
         self.recording = bytearray()     # what the user gave
@@ -1169,7 +1251,8 @@ class Driver:
         for action in actions:
             if self.over:
                 assert not isinstance(action, (SendFrame, OpenConnection, DeliverReply,
-                                               StartTranscoding, FeedTranscoder)), action
+                                               DeliverText, StartTranscoding,
+                                               FeedTranscoder)), action
             if isinstance(action, SendFrame):
                 assert action.conn == self.core.current_connection, action
                 assert action.conn in self.servers, action
@@ -1184,7 +1267,11 @@ class Driver:
                 self.servers.pop(action.conn, None)
                 self.old.add(action.conn)
             elif isinstance(action, DeliverReply):
+                assert not self.core.deliver_text
                 self.check_reply(action.reply)
+            elif isinstance(action, DeliverText):
+                assert self.core.deliver_text
+                self.check_reply(parse_reply(action.text))
             elif isinstance(action, StartTranscoding):
                 assert self.container and self.transcoder is None and self.starts == 0
                 self.starts += 1
@@ -1217,6 +1304,7 @@ class Driver:
         self.check_invariants()
 
     def check_reply(self, r) -> None:
+        self.delivered.append(r)
         for tok in r.tokens:
             if tok.is_final and not tok.is_special:
                 assert tok.start_ms >= self.last_word_end, (tok, self.last_word_end)
@@ -1315,7 +1403,8 @@ class Driver:
             actions = self.core.message(conn, make_frame(server), self.now)
             self.apply(actions)
             # On the recording's clock: shifted by where this connection's audio starts.
-            (r,) = [a.reply for a in actions if isinstance(a, DeliverReply)]
+            (r,) = [a.reply if isinstance(a, DeliverReply) else parse_reply(a.text)
+                    for a in actions if isinstance(a, (DeliverReply, DeliverText))]
             base = server.base_ms
             assert [(t.start_ms, t.end_ms) for t in r.final_tokens if not t.is_special] == (
                 [(base + before, base + server.final_ms)] if server.final_ms > before else [])
@@ -1447,8 +1536,8 @@ PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, database=None,
 
 
 def run_session(config: SonioxConfig, policy: ReconnectPolicy, ops: list, *,
-                early: int = 0, settle: bool = False) -> Driver:
-    driver = Driver(config, policy)
+                early: int = 0, settle: bool = False, deliver_text: bool = False) -> Driver:
+    driver = Driver(config, policy, deliver_text)
     driver.call("start")
     for i, op in enumerate(ops):
         if i == early:  # the first connection mostly comes up (its failure ends it all)
@@ -1473,9 +1562,25 @@ def finish_well(driver: Driver) -> None:
 
 @PROPERTY_SETTINGS
 @given(config=CONFIGS, policy=POLICIES, ops=st.lists(OPS_AND_CLOSE, min_size=10, max_size=80),
+       early=st.integers(0, 4), deliver_text=st.booleans())
+def test_random_event_sequences_keep_the_invariants(config, policy, ops, early, deliver_text):
+    run_session(config, policy, ops, early=early, deliver_text=deliver_text)
+
+
+@PROPERTY_SETTINGS
+@given(config=CONFIGS, policy=POLICIES, ops=st.lists(OPS_AND_CLOSE, min_size=10, max_size=80),
        early=st.integers(0, 4))
-def test_random_event_sequences_keep_the_invariants(config, policy, ops, early):
-    run_session(config, policy, ops, early=early)
+def test_a_relay_core_does_and_delivers_what_the_object_core_does(config, policy, ops, early):
+    # The relay's shortcut (read only what is acted on, pass the text on) must not
+    # change a thing: the same frames to every server, the same replies, the same end.
+    objects = run_session(config, policy, ops, early=early, settle=True)
+    texts = run_session(config, policy, ops, early=early, settle=True, deliver_text=True)
+    assert texts.delivered == objects.delivered
+    assert [t.to_json() for r in texts.delivered for t in r.tokens] == \
+        [t.to_json() for r in objects.delivered for t in r.tokens]
+    assert (texts.finished, texts.final_ms, texts.opens) == \
+        (objects.finished, objects.final_ms, objects.opens)
+    assert str(texts.core.error) == str(objects.core.error)
 
 
 @PROPERTY_SETTINGS
