@@ -1,17 +1,24 @@
 """Benchmark of the standalone proxy against the guide's proxy, over 127.0.0.1.
 
-    .venv/bin/python benchmarks/bench_proxy.py            # full run (~2 minutes)
-    .venv/bin/python benchmarks/bench_proxy.py --quick    # ~40 s
+    .venv/bin/python benchmarks/bench_proxy.py            # full run (~3 minutes)
+    .venv/bin/python benchmarks/bench_proxy.py --quick    # ~1 minute
+    .venv/bin/python benchmarks/bench_proxy.py --deflate  # also ours with deflate
+    .venv/bin/python benchmarks/bench_proxy.py --quick --only ours --profile ours.prof
 
-Three paths, measured side by side in one run against the same instant-echo upstream (a
+Paths, measured one after the other in one run against the same instant-echo upstream (a
 small websockets server in its own process, started from this file with ``--upstream``):
 
 - direct: clients speak to the upstream themselves (they send the start message);
 - guide: the guide's proxy, run unchanged from ``ROOT.parent / "shared" / "seed"``;
-- ours: ``python -m soniox_widget.proxy`` (loopback, no token).
+- ours: ``python -m soniox_widget.proxy`` as shipped (loopback, no token, no
+  permessage-deflate, uvloop when installed), with ``--idle-timeout 0``;
+- ours-asyncio: the same on asyncio's own event loop (``--loop asyncio``);
+- ours-deflate (with ``--deflate``): the same with ``--compression deflate``.
 
 Each proxy runs in its own process. The upstream answers every binary frame at once with
 one small JSON reply naming it, and the empty frame with ``{"tokens":[],"finished":true}``.
+The clients offer permessage-deflate (websockets' default, as browsers do); the guide's
+proxy accepts it and offers it upstream, this project's does not unless asked.
 
 Scenario A (saturation): 4 clients send 2.5 kB frames unpaced, with at most WINDOW frames
 awaiting their reply per client, for a fixed time; replies per second.
@@ -21,7 +28,10 @@ Every client first sends one warm-up frame and waits for its reply, so connectin
 upstream is not counted in the rates or latencies. The proxy's CPU (user + sys, from
 /proc/PID/stat) is counted from before the clients connect until they have all closed.
 
-Prints a markdown table and the ratios ours / guide.
+Prints one markdown table, each proxy's numbers with their ratio to the guide's.
+On a shared 2-core machine the client, the upstream and the proxy compete for the cores:
+saturation msg/s measures the whole set-up and swings between runs; CPU per message is
+the steadiest column.
 """
 
 from __future__ import annotations
@@ -55,7 +65,13 @@ RT_CLIENTS = 50
 START_MESSAGE = json.dumps({"api_key": "bench-key", "audio_format": "auto",
                             "model": "stt-rt-preview"})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PATHS = ["direct", "guide", "ours", "ours-deflate"]
+PATHS = ["direct", "guide", "ours", "ours-asyncio", "ours-deflate"]
+# How each of this project's variants is started (besides port, limits and no idle timeout).
+VARIANTS = {
+    "ours": [],  # as shipped: no deflate, uvloop when installed
+    "ours-asyncio": ["--loop", "asyncio"],
+    "ours-deflate": ["--compression", "deflate"],
+}
 
 
 # -- the instant-echo upstream (its own process) ------------------------------------------
@@ -320,7 +336,7 @@ def main() -> None:
                    "(read them with: python -m pstats FILE)")
     p.add_argument("--upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
-    paths = set(args.only or ["direct", "guide", "ours"])
+    paths = set(args.only or ["direct", "guide", "ours", "ours-asyncio"])
     if args.deflate:
         paths.add("ours-deflate")
     if args.upstream is not None:
@@ -351,7 +367,7 @@ def main() -> None:
                 measure(f"ws://127.0.0.1:{port}/", False, seed.pid, sat_s, rt_s))
             procs.stop(seed)
 
-        for key in ("ours", "ours-deflate"):
+        for key, options in VARIANTS.items():
             if key not in paths:
                 continue
             port = free_port()
@@ -359,8 +375,7 @@ def main() -> None:
                 if args.profile and key == "ours" else ["-m"]
             ours = procs.start([sys.executable, *profile, "soniox_widget.proxy",
                                 "--port", str(port), "--max-sessions", str(RT_CLIENTS * 2),
-                                "--idle-timeout", "0", "--compression",
-                                "deflate" if key == "ours-deflate" else "none"], env, port)
+                                "--idle-timeout", "0", *options], env, port)
             print(f"{key} ...", file=sys.stderr)
             results[key] = asyncio.run(
                 measure(f"ws://127.0.0.1:{port}/ws", False, ours.pid, sat_s, rt_s))
@@ -372,25 +387,33 @@ def main() -> None:
 
 def report(results, sat_s: float, rt_s: float, quick: bool) -> None:
     names = {"direct": "direct to upstream", "guide": "guide's proxy (seed_proxy.py)",
-             "ours": "soniox_widget.proxy", "ours-deflate": "soniox_widget.proxy, deflate"}
+             "ours": "soniox_widget.proxy", "ours-asyncio": "soniox_widget.proxy --loop asyncio",
+             "ours-deflate": "soniox_widget.proxy --compression deflate"}
     print(f"#### Proxy benchmark ({'--quick' if quick else 'full'}: saturation "
           f"{SAT_CLIENTS} clients x {sat_s:g} s, window {WINDOW}; {RT_CLIENTS} clients at one "
           f"{FRAME_BYTES} B frame per {PACE_S * 1000:g} ms x {rt_s:g} s)\n")
-    print("| path | saturation msg/s | p50 / p99 at 50 streams (ms) | proxy CPU s (A) "
-          "| proxy CPU s (B) | proxy CPU ms per 1k msgs (A) | lost replies (A / B) |")
+    print("| path | saturation msg/s (A) | p50 at 50 streams, ms (B) | p99 at 50 streams, ms (B) "
+          "| proxy CPU µs per message (A) | proxy CPU s for the same work (B) "
+          "| lost replies (A / B) |")
     print("|---|---|---|---|---|---|---|")
+    guide = results.get("guide")
+
+    def cell(value: float, ref: float | None, digits: int) -> str:
+        # "x guide" beside each proxy's number: the ratio measured in this very run.
+        if ref is None or not ref or value != value:
+            return fmt(value, digits)
+        return f"{fmt(value, digits)} ({value / ref:.2f}x guide)"
+
+    def per_msg(a: dict[str, float]) -> float:
+        return a["cpu"] / a["received"] * 1e6 if a["received"] else float("nan")
+
     for key, (a, b) in results.items():
-        per_k = a["cpu"] / a["received"] * 1e6 if a["received"] else float("nan")
-        print(f"| {names[key]} | {fmt(a['rate'], 0)} | {fmt(b['p50'], 2)} / {fmt(b['p99'], 2)}"
-              f" | {fmt(a['cpu'], 2)} | {fmt(b['cpu'], 2)} | {fmt(per_k, 0)}"
+        ga, gb = guide if guide is not None and key.startswith("ours") else (None, None)
+        print(f"| {names[key]} | {cell(a['rate'], ga and ga['rate'], 0)}"
+              f" | {cell(b['p50'], gb and gb['p50'], 2)} | {cell(b['p99'], gb and gb['p99'], 2)}"
+              f" | {cell(per_msg(a), ga and per_msg(ga), 0)}"
+              f" | {cell(b['cpu'], gb and gb['cpu'], 2)}"
               f" | {a['missing'] + a['unfinished']:g} / {b['missing'] + b['unfinished']:g} |")
-    if "ours" in results and "guide" in results:
-        (oa, ob), (ga, gb) = results["ours"], results["guide"]
-        per_msg = (oa["cpu"] / oa["received"]) / (ga["cpu"] / ga["received"])
-        print(f"\nours / guide: saturation msg/s {oa['rate'] / ga['rate']:.2f}x, "
-              f"p50 {ob['p50'] / gb['p50']:.2f}x, p99 {ob['p99'] / gb['p99']:.2f}x, "
-              f"CPU (A) per message {per_msg:.2f}x, "
-              f"CPU (B) {ob['cpu'] / gb['cpu']:.2f}x")
     any_b = next(iter(results.values()))[1]
     print(f"\nB: {int(any_b['sent'])} frames per path; "
           "lost replies counts frames without a reply plus clients without `finished`.")
