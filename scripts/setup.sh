@@ -33,3 +33,18 @@ else
   echo "==> installing soniox-widget[local] and JupyterLab"
   .venv/bin/python -m pip install -q -e ".[local]" "jupyterlab>=4.2" "ipykernel>=6.29"
 fi
+# An editable install skips the package's data files, so turn on its Jupyter server extension
+# (TCP_NODELAY on kernel WebSockets; a wheel install enables it by itself) explicitly.
+if ! out=$(.venv/bin/jupyter server extension enable --sys-prefix soniox_widget.jupyter_nodelay 2>&1)
+then
+  echo "$out" >&2; exit 1
+fi
+
+if [[ $want_test == 1 && ! -f .cache/e2e-node/node_modules/requirejs/require.js ]]; then
+  # The HTML-export test serves the widgets' embed manager and require.js from 127.0.0.1
+  # instead of the CDNs an exported page names (tests/e2e/test_saved_notebook.py).
+  echo "==> installing the widgets' embed manager for the HTML-export test (npm)"
+  mkdir -p .cache/e2e-node
+  npm install --silent --no-audit --no-fund --prefix .cache/e2e-node \
+    @jupyter-widgets/html-manager@1.0.15 requirejs@2.3.8 >/dev/null
+fi

@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 .venv/bin/ruff check .
 node --test tests/js/
+# The local copies of the embed manager that the HTML-export test serves (see setup.sh).
+export SONIOX_E2E_NODE_MODULES="${SONIOX_E2E_NODE_MODULES:-$PWD/.cache/e2e-node/node_modules}"
 .venv/bin/python -m pytest --nbval-lax -p no:cacheprovider "$@"
