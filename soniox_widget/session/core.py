@@ -486,10 +486,20 @@ class SessionCore:
         """A frame from the server on ``conn``."""
         if conn != self._conn or self.state.is_over:
             return []
+        as_sent = self.deliver_text and not (self._offset_ms or self._join_pending)
+        if as_sent:
+            text = reply_text(frame)
+            if text[:1] == "{" and "true" not in text and '"error_' not in text:
+                # What the session acts on is a final token (progress, <fin>), an error
+                # or finished: the first and last need a JSON true, an error its key.
+                # Without them (only non-final words: most replies) there is nothing to
+                # read. A word such as "true" in the text only costs a full read; a key
+                # spelled with \u escapes would go unnoticed, which hurts only the
+                # sending server's own session (its resume point).
+                return [DeliverText(self._redact(text))]
         try:
             data = load_reply(frame)
-            if self.deliver_text and not (self._offset_ms or self._join_pending
-                                          or is_error_data(data)):
+            if as_sent and not is_error_data(data):
                 return self._accept_as_sent(data, frame, now)
             reply = reply_from_data(data)
         except ProtocolError as exc:

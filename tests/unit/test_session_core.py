@@ -1138,16 +1138,28 @@ def test_a_relay_core_ends_with_finished_and_fails_on_an_error_reply_without_rel
     assert_secret_free(err)
 
 
-@pytest.mark.parametrize("token", [
-    {"text": " x", "end_ms": "sk-secret", "is_final": True},
-    {"text": ["sk-secret"], "is_final": True},
-    "sk-secret",
+@pytest.mark.parametrize("frame", [
+    {"tokens": [{"text": " x", "end_ms": "sk-secret", "is_final": True}]},
+    {"tokens": [{"text": ["sk-secret"], "is_final": True}]},
+    {"tokens": ["sk-secret"], "finished": True},
+    {"tokens": [], "final_audio_proc_ms": "sk-secret", "finished": True},
 ])
-def test_a_relay_core_refuses_a_malformed_final_token_without_quoting_it(token):
+def test_a_relay_core_refuses_a_malformed_reply_it_must_act_on_without_quoting_it(frame):
     core = connected_core(deliver_text=True)
-    err = assert_failed(core, core.message(1, json.dumps({"tokens": [token]}), 1.0),
-                        "protocol")
+    err = assert_failed(core, core.message(1, json.dumps(frame), 1.0), "protocol")
     assert_secret_free(err)
+
+
+def test_a_relay_core_passes_on_a_reply_of_non_final_words_without_reading_it():
+    core = connected_core(deliver_text=True)
+    core.audio(pcm(500), 1.0)
+    # Nothing in it to act on (no final word, error or finished): not even checked.
+    odd = '{"tokens": [{"text": " maybe", "is_final": false, "start_ms": "soon"}]}'
+    assert core.message(1, odd, 1.1) == [DeliverText(odd)]
+    assert core.state == S.STREAMING
+    # A word "true" only makes the core read the reply in full.
+    words = reply(word(" true", 0, 100, final=False), total=100)
+    assert core.message(1, words, 1.2) == [DeliverText(words)]
 
 
 def test_after_a_reconnect_a_relay_core_passes_on_replies_moved_onto_the_recordings_clock():
