@@ -5,7 +5,10 @@ one, so a decode of 3 s of audio costs as much as one of 30 s (measured on 2 cor
 tiny.en int8: the encoder takes 0.35 s for 3000 frames, 0.03 s for the 500 frames of
 5 s). CTranslate2's encoder accepts fewer frames, and Whisper still transcribes them
 (word error rate on the benchmark passages: 0.102 full window, 0.106 sized to the
-audio), so :class:`WindowedWhisper` cuts the padding off before the encoder runs.
+audio), so :class:`WindowedWhisper` cuts the padding off before the encoder runs. Not all
+of it: on windows of 1-2 s Whisper tends to loop ("please, please, please, ..." up to its
+448-token limit, 10-20 s of decoding), so the engine keeps 1 s of padding and a window of
+at least 5 s, and bounds the tokens per decode.
 
 It also decodes **one window** per call while streaming. After the first window,
 faster-whisper decodes again from the last word's end, i.e. the audio Whisper did not
