@@ -18,6 +18,11 @@ Example::
 No receive is ever wrapped in ``asyncio.wait_for`` (on Python 3.10/3.11 that can
 swallow a cancel): each connection is read by a plain ``async for``, and all
 deadlines are one timer that fires only when something is due.
+
+A relay (the standalone proxy) uses the cheap way through instead: it writes audio
+with ``await session.write_audio(chunk)`` (sent from its own task, no hand-over per
+frame) and gets replies through ``on_text``, as the server's own JSON text, passed on
+from the task that reads them; the session reads from a reply only what it acts on.
 """
 
 from __future__ import annotations
