@@ -13,7 +13,9 @@ small websockets server in its own process, started from this file with ``--upst
 - ours: ``python -m soniox_widget.proxy`` as shipped (loopback, no token, no
   permessage-deflate, uvloop when installed), with ``--idle-timeout 0``;
 - ours-asyncio: the same on asyncio's own event loop (``--loop asyncio``);
-- ours-deflate (with ``--deflate``): the same with ``--compression deflate``.
+- ours-deflate (with ``--deflate``): the same with ``--compression deflate``;
+- bare (with ``--bare``): ``bare_relay.py``, a featureless relay on websockets' sans-I/O
+  core, to show what the library costs without its asyncio layer.
 
 Each proxy runs in its own process. The upstream answers every binary frame at once with
 one small JSON reply naming it, and the empty frame with ``{"tokens":[],"finished":true}``.
@@ -65,7 +67,7 @@ RT_CLIENTS = 50
 START_MESSAGE = json.dumps({"api_key": "bench-key", "audio_format": "auto",
                             "model": "stt-rt-preview"})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PATHS = ["direct", "guide", "ours", "ours-asyncio", "ours-deflate"]
+PATHS = ["direct", "guide", "ours", "ours-asyncio", "ours-deflate", "bare"]
 # How each of this project's variants is started (besides port, limits and no idle timeout).
 VARIANTS = {
     "ours": [],  # as shipped: no deflate, uvloop when installed
@@ -331,6 +333,10 @@ def main() -> None:
                    help="measure only these paths (repeatable; default: all three)")
     p.add_argument("--deflate", action="store_true",
                    help="also measure this project's proxy with --compression deflate")
+    p.add_argument("--bare", action="store_true",
+                   help="also measure benchmarks/bare_relay.py, a featureless relay on "
+                   "websockets' sans-I/O core (what the library costs without its asyncio "
+                   "layer)")
     p.add_argument("--profile", metavar="FILE", type=Path,
                    help="run this project's proxy under cProfile and write its stats here "
                    "(read them with: python -m pstats FILE)")
@@ -339,6 +345,8 @@ def main() -> None:
     paths = set(args.only or ["direct", "guide", "ours", "ours-asyncio"])
     if args.deflate:
         paths.add("ours-deflate")
+    if args.bare:
+        paths.add("bare")
     if args.upstream is not None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_upstream(args.upstream))
@@ -367,6 +375,15 @@ def main() -> None:
                 measure(f"ws://127.0.0.1:{port}/", False, seed.pid, sat_s, rt_s))
             procs.stop(seed)
 
+        if "bare" in paths:
+            port = free_port()
+            bare = procs.start([sys.executable, str(ROOT / "benchmarks" / "bare_relay.py")],
+                               {**env, "PORT": str(port)}, port)
+            print("bare relay ...", file=sys.stderr)
+            results["bare"] = asyncio.run(
+                measure(f"ws://127.0.0.1:{port}/", False, bare.pid, sat_s, rt_s))
+            procs.stop(bare)
+
         for key, options in VARIANTS.items():
             if key not in paths:
                 continue
@@ -388,7 +405,8 @@ def main() -> None:
 def report(results, sat_s: float, rt_s: float, quick: bool) -> None:
     names = {"direct": "direct to upstream", "guide": "guide's proxy (seed_proxy.py)",
              "ours": "soniox_widget.proxy", "ours-asyncio": "soniox_widget.proxy --loop asyncio",
-             "ours-deflate": "soniox_widget.proxy --compression deflate"}
+             "ours-deflate": "soniox_widget.proxy --compression deflate",
+             "bare": "bare sans-I/O relay, no features (bare_relay.py)"}
     print(f"#### Proxy benchmark ({'--quick' if quick else 'full'}: saturation "
           f"{SAT_CLIENTS} clients x {sat_s:g} s, window {WINDOW}; {RT_CLIENTS} clients at one "
           f"{FRAME_BYTES} B frame per {PACE_S * 1000:g} ms x {rt_s:g} s)\n")
@@ -408,7 +426,8 @@ def report(results, sat_s: float, rt_s: float, quick: bool) -> None:
         return a["cpu"] / a["received"] * 1e6 if a["received"] else float("nan")
 
     for key, (a, b) in results.items():
-        ga, gb = guide if guide is not None and key.startswith("ours") else (None, None)
+        ga, gb = guide if guide is not None and key not in ("direct", "guide") \
+            else (None, None)
         print(f"| {names[key]} | {cell(a['rate'], ga and ga['rate'], 0)}"
               f" | {cell(b['p50'], gb and gb['p50'], 2)} | {cell(b['p99'], gb and gb['p99'], 2)}"
               f" | {cell(per_msg(a), ga and per_msg(ga), 0)}"
