@@ -298,3 +298,28 @@ async def test_an_on_text_that_fails_ends_the_session_with_an_error(local_server
             await session.wait_finished()
     assert session.state.value == "failed"
     await no_task_leaks()
+
+
+async def test_keepalives_follow_audio_and_replies_that_left_the_timer_alone(local_server):
+    # Audio frames and delivered replies do not re-arm the deadline timer (they only move
+    # the keepalive later): once they stop, the timer must still bring the keepalives.
+    got: list[str] = []
+
+    async def on_text(text: str) -> None:
+        got.append(text)
+
+    async with UpstreamSession(url=local_server.url, keepalive_interval=0.05,
+                               on_text=on_text) as session:
+        await session.wait_connected()
+        for i in range(0, 3000, 300):  # paced like a live source, past the interval:
+            await session.write_audio(AUDIO[i : i + 300])
+            await asyncio.sleep(0.02)  # the timer fires while audio still flows
+        record = local_server.sessions[0]
+        for _ in range(200):  # at most 10 s
+            if record.keepalives >= 3 and got:
+                break
+            await asyncio.sleep(0.05)
+        session.end()
+        await session.wait_finished()
+    assert record.keepalives >= 3
+    assert json.loads(got[-1])["finished"] is True
