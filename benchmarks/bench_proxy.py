@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_proxy.py            # full run (~3 minutes)
     .venv/bin/python benchmarks/bench_proxy.py --quick    # ~1 minute
     .venv/bin/python benchmarks/bench_proxy.py --deflate  # also ours with deflate
+    .venv/bin/python benchmarks/bench_proxy.py --reply-tokens 25  # Soniox-like replies
     .venv/bin/python benchmarks/bench_proxy.py --quick --only ours --profile ours.prof
 
 Paths, measured one after the other in one run against the same instant-echo upstream (a
@@ -18,7 +19,9 @@ small websockets server in its own process, started from this file with ``--upst
   core, to show what the library costs without its asyncio layer.
 
 Each proxy runs in its own process. The upstream answers every binary frame at once with
-one small JSON reply naming it, and the empty frame with ``{"tokens":[],"finished":true}``.
+one small JSON reply naming it (with ``--reply-tokens N``: a Soniox-like reply of N tokens
+with times and confidence, words final in every third), and the empty frame with
+``{"tokens":[],"finished":true}``.
 The clients offer permessage-deflate (websockets' default, as browsers do); the guide's
 proxy accepts it and offers it upstream, this project's does not unless asked.
 
@@ -78,14 +81,37 @@ VARIANTS = {
 
 # -- the instant-echo upstream (its own process) ------------------------------------------
 
-async def _echo(ws: ServerConnection) -> None:
+def soniox_like_reply(seq: int, tokens: int) -> str:
+    """A reply shaped like Soniox's: ``tokens`` tokens with times and confidence, the
+    first naming frame ``seq``; only every third reply makes words final (most replies
+    only update the non-final words)."""
+    final = seq % 3 == 0
+    words = [{"text": f" f{seq}", "start_ms": seq * 120, "end_ms": seq * 120 + 100,
+              "confidence": 0.97, "is_final": final}]
+    words += [{"text": " word", "start_ms": seq * 120 + 100 + 10 * i,
+               "end_ms": seq * 120 + 110 + 10 * i, "confidence": 0.91, "is_final": False}
+              for i in range(tokens - 1)]
+    progress = {"final_audio_proc_ms": seq * 120, "total_audio_proc_ms": seq * 120 + 120}
+    return json.dumps({"tokens": words, **progress})
+
+
+def _echo_with(tokens: int):
+    async def echo(ws: ServerConnection) -> None:
+        await _echo(ws, tokens)
+    return echo
+
+
+async def _echo(ws: ServerConnection, tokens: int = 1) -> None:
     try:
         await ws.recv()  # the start message
         while True:
             frame = await ws.recv()
             if isinstance(frame, bytes) and frame:
                 seq = struct.unpack_from(">I", frame)[0]
-                await ws.send(f'{{"tokens":[{{"text":" f{seq}","is_final":true}}]}}')
+                if tokens > 1:
+                    await ws.send(soniox_like_reply(seq, tokens))
+                else:
+                    await ws.send(f'{{"tokens":[{{"text":" f{seq}","is_final":true}}]}}')
             elif not frame:  # the empty frame, binary or text, ends the stream
                 await ws.send('{"tokens":[],"finished":true}')
                 await ws.close()
@@ -95,8 +121,8 @@ async def _echo(ws: ServerConnection) -> None:
         return
 
 
-async def run_upstream(port: int) -> None:
-    async with serve(_echo, "127.0.0.1", port, max_size=2**24) as server:
+async def run_upstream(port: int, tokens: int) -> None:
+    async with serve(_echo_with(tokens), "127.0.0.1", port, max_size=2**24) as server:
         await server.serve_forever()
 
 
@@ -195,7 +221,9 @@ class Client:
             if reply.get("error_code"):
                 raise RuntimeError(f"error reply: {reply}")
             for token in reply.get("tokens", []):
-                seq = int(token["text"].strip()[1:])
+                if not token["text"].startswith(" f"):
+                    continue  # a filler word of a Soniox-like reply
+                seq = int(token["text"][2:])
                 sent_at = self.sent.pop(seq, None)
                 if sent_at is None:
                     continue
@@ -340,6 +368,10 @@ def main() -> None:
     p.add_argument("--profile", metavar="FILE", type=Path,
                    help="run this project's proxy under cProfile and write its stats here "
                    "(read them with: python -m pstats FILE)")
+    p.add_argument("--reply-tokens", type=int, default=1, metavar="N",
+                   help="answer each frame with a Soniox-like reply of N tokens (times, "
+                   "confidence; words final in every third reply) instead of one small "
+                   "token (default 1)")
     p.add_argument("--upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
     paths = set(args.only or ["direct", "guide", "ours", "ours-asyncio"])
@@ -349,7 +381,7 @@ def main() -> None:
         paths.add("bare")
     if args.upstream is not None:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_upstream(args.upstream))
+            asyncio.run(run_upstream(args.upstream, args.reply_tokens))
         return
     sat_s, rt_s = (5.0, 6.0) if args.quick else (15.0, 20.0)
 
@@ -359,7 +391,8 @@ def main() -> None:
     results: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
     try:
         up_port = free_port()
-        procs.start([sys.executable, __file__, "--upstream", str(up_port)], {}, up_port)
+        procs.start([sys.executable, __file__, "--upstream", str(up_port),
+                     "--reply-tokens", str(args.reply_tokens)], {}, up_port)
         upstream_url = f"ws://127.0.0.1:{up_port}/transcribe-websocket"
         env = {"SONIOX_WS_URL": upstream_url, "SONIOX_API_KEY": "bench-key"}
 
@@ -399,17 +432,18 @@ def main() -> None:
             procs.stop(ours)
     finally:
         procs.stop_all()
-    report(results, sat_s, rt_s, args.quick)
+    report(results, sat_s, rt_s, args.quick, args.reply_tokens)
 
 
-def report(results, sat_s: float, rt_s: float, quick: bool) -> None:
+def report(results, sat_s: float, rt_s: float, quick: bool, reply_tokens: int) -> None:
     names = {"direct": "direct to upstream", "guide": "guide's proxy (seed_proxy.py)",
              "ours": "soniox_widget.proxy", "ours-asyncio": "soniox_widget.proxy --loop asyncio",
              "ours-deflate": "soniox_widget.proxy --compression deflate",
              "bare": "bare sans-I/O relay, no features (bare_relay.py)"}
     print(f"#### Proxy benchmark ({'--quick' if quick else 'full'}: saturation "
           f"{SAT_CLIENTS} clients x {sat_s:g} s, window {WINDOW}; {RT_CLIENTS} clients at one "
-          f"{FRAME_BYTES} B frame per {PACE_S * 1000:g} ms x {rt_s:g} s)\n")
+          f"{FRAME_BYTES} B frame per {PACE_S * 1000:g} ms x {rt_s:g} s; replies of "
+          f"{reply_tokens} token{'s' if reply_tokens > 1 else ''})\n")
     print("| path | saturation msg/s (A) | p50 at 50 streams, ms (B) | p99 at 50 streams, ms (B) "
           "| proxy CPU µs per message (A) | proxy CPU s for the same work (B) "
           "| lost replies (A / B) |")
