@@ -171,7 +171,8 @@ class WhisperEngine(Engine):
                    beam_size: int | None = None, flush: bool = True) -> list[Word]:
         """Words in ``audio`` with stream times (``offset`` is the time of ``audio[0]``).
 
-        ``flush=False`` (a streaming step) decodes one window only, if the settings say so.
+        One window only if the settings say so; ``flush`` (finalize, end of stream) allows
+        retries at higher temperatures when a decode looks wrong.
         """
         began = time.perf_counter()
         st = self.settings
@@ -180,7 +181,7 @@ class WhisperEngine(Engine):
         decoded = self.model().transcribe(
             audio, beam_size=beam_size or st.beam_size, prompt=prompt,
             pad_s=st.encoder_pad_s, min_window_s=st.encoder_min_s,
-            one_window=st.one_window and not flush, max_new_tokens=most,
+            one_window=st.one_window, max_new_tokens=most,
             # A streaming step is redone 0.4 s later: no retries at higher temperatures.
             fallback=flush or not st.one_window)
         words = [Word(w.text, offset + w.start, offset + w.end, w.probability)
@@ -230,7 +231,7 @@ class WhisperStream(EngineStream):
         self.hypothesis: list[Word] = []  # the last step's uncommitted words
         self.committed: list[Word] = []   # the last few committed words (for the seam)
         self.prompt = ""                  # committed text before the buffer (context)
-        self._in_prompt: set[Word] = set()
+        self._unprompted: list[Word] = []  # committed words whose audio is still buffered
         self.any_final = False
         self.utterance_open = False       # words committed since the last <end>
         # Like Soniox, tokens carry a language only when identification is asked for.
@@ -434,8 +435,7 @@ class WhisperStream(EngineStream):
             # Only text *before* the buffer is context: text inside it would make
             # Whisper skip the audio it thinks it has already transcribed.
             beam = self.settings.final_beam_size if flush else self.settings.beam_size
-            heard = self.engine.transcribe(audio, self.buffer_start, self.prompt, beam,
-                                           flush=flush)
+            heard = self._hear(self._speech_part(audio, spans), spans, beam, flush)
             words = new_words(self._spoken(heard, spans), self.committed)
             if flush or self.settings.trim.must_flush(self.buffer_start, end_time):
                 final, self.hypothesis = words, []
@@ -459,6 +459,48 @@ class WhisperStream(EngineStream):
         start = self.buffer_start
         pauses = [(start + a[1], start + b[0]) for a, b in itertools.pairwise(spans)]
         return self._commit(final, events, end_time, clear=flush or paused, pauses=pauses), left
+
+    def _speech_part(self, audio: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
+        """The buffer up to a little after the last speech the VAD heard.
+
+        Whisper given a sentence followed by a second of silence or room tone fills it:
+        "Thank you.", or the sentence again with every word timed at its end (measured
+        at the end of a benchmark passage). Speech still going on at the end of the
+        buffer is kept whole; only a pause the VAD is sure of is left out.
+        """
+        margin = self.settings.speech_margin_s
+        if margin is None or not spans:
+            return audio
+        return audio[: math.ceil((spans[-1][1] + margin) * SAMPLE_RATE)]
+
+    def _hear(self, audio: np.ndarray, spans: list[tuple[float, float]], beam: int,
+              flush: bool) -> list[Word]:
+        """Whisper's words for the buffer, decoded one window at a time.
+
+        A flush must not stop at Whisper's first window when speech goes on after its
+        last word, but the audio after that word is decoded again only where the VAD
+        hears speech: faster-whisper's own next window also runs over a trailing pause,
+        where Whisper, given the sentence as context, said it again (measured: "Write
+        your name at the top of the first page." twice at the end of a stream).
+        """
+        words = self.engine.transcribe(audio, self.buffer_start, self.prompt, beam,
+                                       flush=flush)
+        if not (flush and self.settings.one_window):
+            return words
+        for _ in range(3):
+            done = words[-1].end - self.buffer_start if words else 0.0
+            if not any(end > done + 0.5 for _start, end in spans):
+                break
+            at = round(done * SAMPLE_RATE)
+            context = (self.prompt + "".join(w.text for w in words))[
+                -self.settings.prompt_chars:]
+            more = [w for w in self.engine.transcribe(
+                audio[at:], self.buffer_start + at / SAMPLE_RATE, context, beam, flush=flush)
+                if not words or w.start >= words[-1].end - 0.05]
+            if not more:
+                break
+            words = [*words, *more]
+        return words
 
     def _spoken(self, words: list[Word], spans: list[tuple[float, float]]) -> list[Word]:
         """The words that start inside the speech the VAD heard (plus a margin).
@@ -492,6 +534,7 @@ class WhisperStream(EngineStream):
         if final:
             self.any_final = True
             self.committed = [*self.committed, *final][-8:]
+            self._unprompted.extend(final)
         committed_end = self.committed[-1].end if self.committed else None
         if clear:
             self._cut(end_time)
@@ -522,11 +565,11 @@ class WhisperStream(EngineStream):
             self._committed_text_before(self.buffer_start)
 
     def _committed_text_before(self, t: float) -> None:
-        moved = [w for w in self.committed if w.end <= t + 0.05 and w not in self._in_prompt]
+        # Every committed word whose audio left the buffer becomes context, in order
+        # (taking them from the 8-word seam list lost words when several steps committed
+        # a few words each before a cut). The list is as short as the buffer is.
+        moved = [w for w in self._unprompted if w.end <= t + 0.05]
         if moved:
-            # Only words still in the seam list can be seen again: forget the rest so
-            # this set stays as small as that list however long the session runs.
-            self._in_prompt = {w for w in self._in_prompt if w in self.committed}
-            self._in_prompt.update(moved)
+            self._unprompted = self._unprompted[len(moved):]
             self.prompt = (self.prompt + "".join(w.text for w in moved))[
                 -self.settings.prompt_chars:]
