@@ -132,3 +132,37 @@ async def test_raw_pcm_reaches_the_recogniser_anti_aliased(freq, passes):
         assert rms == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
     else:
         assert rms < 1e-3  # below -50 dB of the tone (a folded tone keeps its level)
+
+
+async def test_whisper_hears_the_buffer_only_until_just_after_the_speech():
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    lengths: list[float] = []
+
+    class Measuring(type(stand_in_engine([], []))):
+        def speech_spans(self, audio):
+            return [(0.1, 1.0)]
+
+        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True):
+            lengths.append(len(audio) / SR)
+            return [Word(" one", 0.1, 0.9)]
+
+    engine = Measuring()
+    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
+                                                num_channels=1))
+    try:
+        stream.buffer = np.zeros(round(2.5 * SR), dtype=np.float32)
+        stream._recognise("end")
+    finally:
+        await stream.aclose()
+        await engine.aclose()
+    margin = engine.settings.speech_margin_s
+    assert lengths == [pytest.approx(1.0 + margin, abs=1e-3)]  # not the 1.5 s pause after
+
+
+async def test_every_committed_word_becomes_context_once_its_audio_is_cut():
+    words = [Word(f" w{i}", 0.1 + 0.25 * i, 0.3 + 0.25 * i) for i in range(12)]
+    stream, update, _ = await recognise([(0.1, 3.1)], words, 4.2, mode="step")
+    assert [t.text.strip() for t in update.final][:12] == [f"w{i}" for i in range(12)]
+    # The pause ended the utterance and the buffer was cut: all twelve are context now.
+    assert stream.prompt == "".join(w.text for w in words)
