@@ -12,7 +12,8 @@
 //   5. device choice             which input to record from, pure
 //   6. theme                     light or dark, read from the host's own colours
 //   7. capture                   MediaRecorder, level meter, heartbeat (browser I/O)
-//   8. view                      the DOM, built once; paint() applies a presentation
+//   8. view                      the DOM, built once; paint() applies a presentation,
+//                                TranscriptPainter draws only what a delta changed
 //   9. render                    wires the model, capture and view together
 //
 // The view records the microphone with MediaRecorder and sends numbered chunks to the
@@ -82,6 +83,11 @@ const MIME_TYPES = [
 // A paused session sends no audio, so the kernel cannot tell "paused" from "the view is
 // gone" (tab closed, browser crashed) by the audio alone; the heartbeat tells it.
 const HEARTBEAT_MS = 2000;
+
+// The level meter reads the analyser ~17 times a second, not at display rate: a bar
+// 80 px wide shows no more, and each read costs main-thread time that transcript
+// updates need (measured: ~160 ms per 10 s at display rate).
+const METER_MS = 60;
 
 // -- 2. error mapping ----------------------------------------------------------------------
 
@@ -503,7 +509,7 @@ export class Capture {
     this.audioCtx = null;
     /** @type {Promise<unknown>} */
     this.chain = Promise.resolve();
-    this.raf = 0;
+    this.meterTimer = 0;
     this.heartbeat = 0;
     this.chunks = 0;
   }
@@ -625,9 +631,9 @@ export class Capture {
         for (let i = 0; i < data.length; i++) sum += data[i] * data[i];
         const rms = Math.sqrt(sum / data.length);
         this.hooks.onLevel(Math.min(1, rms * 4)); // speech RMS ~0.05-0.25 fills the bar
-        this.raf = requestAnimationFrame(tick);
       };
       tick();
+      this.meterTimer = setInterval(tick, METER_MS);
     } catch (err) {
       console.warn("soniox-widget: no level meter", err);
     }
@@ -635,9 +641,9 @@ export class Capture {
 
   /** Let go of the microphone, the meter and the heartbeat. */
   release() {
-    if (this.raf) cancelAnimationFrame(this.raf);
+    if (this.meterTimer) clearInterval(this.meterTimer);
     if (this.heartbeat) clearInterval(this.heartbeat);
-    this.raf = 0;
+    this.meterTimer = 0;
     this.heartbeat = 0;
     if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
     if (this.audioCtx) this.audioCtx.close().catch(() => {});
@@ -667,8 +673,198 @@ export function formatElapsed(ms) {
   return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 }
 
+// Longest text node the painter grows in place (see TranscriptPainter.extendLast).
+const TEXT_NODE_CHARS = 1024;
+
+/**
+ * @typedef {{
+ *   final: HTMLElement, nonfinal: HTMLElement, placeholder: HTMLElement,
+ *   translationBox: HTMLElement, translationFinal: HTMLElement,
+ *   translationNonfinal: HTMLElement,
+ * }} TranscriptElements
+ */
+
+/**
+ * Draws a transcript into its elements, touching only what changed since the last paint.
+ *
+ * A delta only appends final text (the reducer merges it into the last segment or adds
+ * segments) and replaces the short non-final tail, so rebuilding every final node per
+ * delta made a paint cost grow with the transcript (~1.7 ms at 64 tokens in JupyterLab).
+ * Here the final text is extended in place: the last segment's text node grows, new
+ * segments get new nodes, and only the non-final span is rebuilt. Anything that is not
+ * such an extension (a snapshot, a revision, a new recording's clear) is drawn from
+ * scratch, so the DOM always equals what a full rebuild of the same state gives.
+ * It reads no layout; scrolling is the View's job.
+ */
+export class TranscriptPainter {
+  /** @param {TranscriptElements} els @param {Document} [doc] */
+  constructor(els, doc = globalThis.document) {
+    this.els = els;
+    this.doc = doc;
+    /** @type {Segment[]} the final segments on screen (the reducer never changes them) */
+    this.final = [];
+    /** @type {Text | null} the last text node of the last final segment */
+    this.lastText = null;
+    /** @type {Segment[]} */
+    this.nonfinal = [];
+    // The final translation lives in one text node that only grows during a recording.
+    this.translationText = doc.createTextNode("");
+    els.translationFinal.replaceChildren(this.translationText);
+    this.nonfinalTranslation = "";
+    /** @type {boolean | null} */
+    this.empty = null;
+    /** @type {boolean | null} */
+    this.noTranslation = null;
+  }
+
+  /** Draw `t` from scratch (used for the first paint; also what any other paint equals).
+   * @param {TranscriptState} t */
+  rebuild(t) {
+    this.final = [];
+    this.lastText = null;
+    this.els.final.replaceChildren();
+    this.nonfinal = [];
+    this.els.nonfinal.replaceChildren();
+    this.translationText.data = "";
+    this.nonfinalTranslation = "";
+    this.els.translationNonfinal.textContent = "";
+    this.empty = null;
+    this.noTranslation = null;
+    this.paint(t);
+  }
+
+  /** Bring the elements from the last painted state to `t`.
+   * @param {TranscriptState} t */
+  paint(t) {
+    this.paintFinal(t.final);
+    if (!sameSegments(t.nonfinal, this.nonfinal)) {
+      this.els.nonfinal.replaceChildren(segmentNodes(this.doc, t.nonfinal, 0).frag);
+    }
+    this.nonfinal = t.nonfinal;
+    const empty = t.final.length === 0 && t.nonfinal.length === 0;
+    if (empty !== this.empty) this.els.placeholder.hidden = !empty;
+    this.empty = empty;
+    this.paintTranslation(t.translation || "", t.nonfinalTranslation || "");
+  }
+
+  /** @param {Segment[]} segs */
+  paintFinal(segs) {
+    const shown = this.final;
+    if (segs === shown) return;
+    const n = shown.length;
+    // An extension keeps every shown segment but the last (the very same objects) and
+    // only lengthens the last one's text.
+    let extension = segs.length >= n;
+    for (let i = 0; extension && i < n - 1; i++) extension = segs[i] === shown[i];
+    if (extension && n > 0) {
+      const was = shown[n - 1];
+      const now = segs[n - 1];
+      extension = was === now || (now.speaker === was.speaker &&
+        now.language === was.language && now.text.startsWith(was.text));
+      if (extension && was !== now && this.lastText) {
+        this.extendLast(now.text.slice(was.text.length));
+      }
+    }
+    let from = n;
+    if (!extension) {
+      this.els.final.replaceChildren();
+      this.lastText = null;
+      from = 0;
+    }
+    if (segs.length > from) {
+      const { frag, lastText } = segmentNodes(this.doc, segs, from);
+      this.els.final.append(frag);
+      this.lastText = lastText;
+    }
+    this.final = segs;
+  }
+
+  /**
+   * Add text to the last final segment. A long run of one speaker is one segment; the
+   * browser's cost of changing a text node grows with its length, so past TEXT_NODE_CHARS
+   * the segment's span gets a new text node (the page looks the same).
+   * @param {string} more
+   */
+  extendLast(more) {
+    const node = /** @type {Text} */ (this.lastText);
+    if (node.data.length + more.length <= TEXT_NODE_CHARS) {
+      node.appendData(more);
+      return;
+    }
+    const next = this.doc.createTextNode(more);
+    /** @type {HTMLElement} */ (node.parentNode).append(next);
+    this.lastText = next;
+  }
+
+  /** @param {string} final @param {string} nonfinal */
+  paintTranslation(final, nonfinal) {
+    const node = this.translationText;
+    const shown = node.data;
+    if (final !== shown) {
+      if (final.startsWith(shown)) node.appendData(final.slice(shown.length));
+      else node.data = final;
+    }
+    if (nonfinal !== this.nonfinalTranslation) {
+      this.els.translationNonfinal.textContent = nonfinal;
+      this.nonfinalTranslation = nonfinal;
+    }
+    const none = !final && !nonfinal;
+    if (none !== this.noTranslation) this.els.translationBox.hidden = none;
+    this.noTranslation = none;
+  }
+}
+
+/** Whether two segment lists draw the same (non-final tails often repeat unchanged).
+ * @param {Segment[]} a @param {Segment[]} b */
+function sameSegments(a, b) {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i].text !== b[i].text || a[i].speaker !== b[i].speaker ||
+      a[i].language !== b[i].language) return false;
+  }
+  return true;
+}
+
+/**
+ * The nodes of `segments[from:]`: a speaker or language label where it changes from the
+ * segment before (so appending equals drawing the whole list), then the text.
+ * @param {Document} doc @param {Segment[]} segments @param {number} from
+ * @returns {{ frag: DocumentFragment, lastText: Text | null }}
+ */
+function segmentNodes(doc, segments, from) {
+  const frag = doc.createDocumentFragment();
+  const before = from > 0 ? segments[from - 1] : null;
+  let prevSpeaker = before ? before.speaker : null;
+  let prevLanguage = before ? before.language : null;
+  /** @type {Text | null} */
+  let lastText = null;
+  /** @param {string} className @param {string} text */
+  const span = (className, text) => {
+    const node = doc.createElement("span");
+    node.className = className;
+    const textNode = doc.createTextNode(text);
+    node.append(textNode);
+    frag.append(node);
+    return textNode;
+  };
+  for (let i = from; i < segments.length; i++) {
+    const seg = segments[i];
+    if (seg.speaker != null && seg.speaker !== prevSpeaker) {
+      span("soniox-speaker", `Speaker ${seg.speaker}`);
+    }
+    if (seg.language != null && seg.language !== prevLanguage) {
+      span("soniox-language", seg.language);
+    }
+    lastText = span("soniox-segment", seg.text);
+    prevSpeaker = seg.speaker;
+    prevLanguage = seg.language;
+  }
+  return { frag, lastText };
+}
+
 /** The widget's DOM, built once; `paint` is the only code that changes it afterwards. */
-class View {
+export class View {
   /** @param {HTMLElement} root */
   constructor(root) {
     this.box = h("div", "soniox-recorder");
@@ -711,6 +907,21 @@ class View {
     this.translationFinal = h("span", "soniox-translation-final");
     this.translationNonfinal = h("span", "soniox-translation-nonfinal");
     this.translationBox.append(this.translationFinal, this.translationNonfinal);
+    this.painter = new TranscriptPainter({ final: this.finalEl, nonfinal: this.nonfinalEl,
+      placeholder: this.placeholder, translationBox: this.translationBox,
+      translationFinal: this.translationFinal,
+      translationNonfinal: this.translationNonfinal });
+    this.painted = false;
+    // Whether the user left the transcript scrolled to its end, kept from scroll events
+    // so a paint never reads layout (that forced a layout of the whole host page per
+    // delta). The follow-scroll is written once per frame.
+    this.atBottom = true;
+    this.followFrame = 0;
+    this.transcript.addEventListener("scroll", () => {
+      const el = this.transcript;
+      this.atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+    }, { passive: true });
+    this.shownLevel = -1;
     this.errorBox = h("div", "soniox-error");
     this.errorBox.setAttribute("role", "alert");
     this.box.append(bar, this.deviceRow, this.notice, this.transcript, this.translationBox,
@@ -749,20 +960,30 @@ class View {
 
   /** @param {number} level 0..1 */
   paintLevel(level) {
-    this.level.style.width = `${Math.round(Math.min(1, level) * 100)}%`;
+    // A transform is composited: no layout, unlike a width.
+    const shown = Math.round(Math.min(1, level) * 100);
+    if (shown === this.shownLevel) return;
+    this.shownLevel = shown;
+    this.level.style.transform = `scaleX(${shown / 100})`;
   }
 
   /** @param {TranscriptState} t @param {boolean} follow keep the end in view */
   paintTranscript(t, follow) {
-    const el = this.transcript;
-    const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
-    this.finalEl.replaceChildren(segmentNodes(t.final));
-    this.nonfinalEl.replaceChildren(segmentNodes(t.nonfinal));
-    this.placeholder.hidden = t.final.length > 0 || t.nonfinal.length > 0;
-    if (atBottom || follow) el.scrollTop = el.scrollHeight;
-    this.translationFinal.textContent = t.translation;
-    this.translationNonfinal.textContent = t.nonfinalTranslation;
-    this.translationBox.hidden = !t.translation && !t.nonfinalTranslation;
+    if (this.painted) this.painter.paint(t);
+    else this.painter.rebuild(t);
+    this.painted = true;
+    if (this.followFrame || !(this.atBottom || follow)) return;
+    this.followFrame = requestAnimationFrame(() => {
+      this.followFrame = 0;
+      const el = this.transcript;
+      el.scrollTop = el.scrollHeight;
+    });
+  }
+
+  /** Forget a pending follow-scroll (the view is going away). */
+  dispose() {
+    if (this.followFrame) cancelAnimationFrame(this.followFrame);
+    this.followFrame = 0;
   }
 
   /** @param {AudioInput[]} inputs @param {string} chosenId @param {string} chosenLabel */
@@ -780,25 +1001,6 @@ class View {
     select.value = chosen.deviceId || "";
     this.deviceRow.hidden = inputs.length === 0;
   }
-}
-
-/** @param {Segment[]} segments */
-function segmentNodes(segments) {
-  const frag = document.createDocumentFragment();
-  let prevSpeaker = null;
-  let prevLanguage = null;
-  for (const seg of segments) {
-    if (seg.speaker != null && seg.speaker !== prevSpeaker) {
-      frag.append(h("span", "soniox-speaker", `Speaker ${seg.speaker}`));
-    }
-    if (seg.language != null && seg.language !== prevLanguage) {
-      frag.append(h("span", "soniox-language", seg.language));
-    }
-    frag.append(h("span", "soniox-segment", seg.text));
-    prevSpeaker = seg.speaker;
-    prevLanguage = seg.language;
-  }
-  return frag;
 }
 
 // -- 9. render -----------------------------------------------------------------------------
@@ -1132,6 +1334,7 @@ function render({ model, el: root }) {
     if (local.session && capture.recorder) stopRecording();
     capture.release();
     stopClock();
+    view.dispose();
     if (themeWatch) themeWatch.disconnect();
     themeChecks.forEach(clearTimeout);
     if (mediaDevices && mediaDevices.removeEventListener) {
