@@ -88,9 +88,11 @@ class WhisperSettings:
     tokens_per_s: float | None = 8.0
     #: Streaming steps decode one window (not a second one over the trailing pause).
     one_window: bool = True
-    #: Words that start this long after the last speech the VAD heard are dropped as
-    #: invented (Whisper's "Thank you." over room tone); None keeps every word.
-    speech_margin_s: float | None = 0.3
+    #: Whisper hears the buffer up to this long after the last speech the VAD heard, and
+    #: words that start later are dropped as invented (Whisper's "Thank you." over room
+    #: tone); None keeps every word. 0.3 s cut off the ends of fast speech (WER 0.18
+    #: against 0.09 with 0.6 s on the 175 wpm passages).
+    speech_margin_s: float | None = 0.6
     #: Cut committed audio from the buffer at a pause once it is 4 s long (was 8 s): a
     #: shorter buffer decodes faster, so more streams keep up, at the same word error rate.
     trim: TrimPolicy = TrimPolicy(soft_s=4.0, anywhere_s=8.0, hard_s=12.0)  # noqa: RUF009

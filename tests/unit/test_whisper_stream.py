@@ -72,8 +72,8 @@ async def test_a_pause_that_ends_within_a_sample_still_makes_progress():
 async def test_a_word_whisper_invents_after_the_speech_is_not_emitted():
     # The VAD hears speech until 1.0 s; Whisper "hears" a polite sign-off in the pause
     # after it (its classic hallucination over room tone).
-    words = [Word(" one", 0.1, 0.9), Word(" Thank", 1.6, 1.8), Word(" you.", 1.8, 2.0)]
-    _stream, update, _ = await recognise([(0.1, 1.0)], words, 2.2, mode="end")
+    words = [Word(" one", 0.1, 0.9), Word(" Thank", 2.0, 2.2), Word(" you.", 2.2, 2.4)]
+    _stream, update, _ = await recognise([(0.1, 1.0)], words, 3.0, mode="end")
     assert [t.text for t in update.final] == ["one"]
 
 
@@ -81,8 +81,8 @@ async def test_the_policy_before_issue_11_emitted_the_invented_words():
     """The same case with the old policy: the check above is what removes them."""
     from soniox_widget.local.whisper_engine import WhisperSettings
 
-    words = [Word(" one", 0.1, 0.9), Word(" Thank", 1.6, 1.8), Word(" you.", 1.8, 2.0)]
-    _stream, update, _ = await recognise([(0.1, 1.0)], words, 2.2, mode="end",
+    words = [Word(" one", 0.1, 0.9), Word(" Thank", 2.0, 2.2), Word(" you.", 2.2, 2.4)]
+    _stream, update, _ = await recognise([(0.1, 1.0)], words, 3.0, mode="end",
                                          settings=WhisperSettings.before_issue_11())
     assert [t.text for t in update.final] == ["one", " Thank", " you."]
 
