@@ -33,12 +33,11 @@ else
   echo "==> installing soniox-widget[local] and JupyterLab"
   .venv/bin/python -m pip install -q -e ".[local]" "jupyterlab>=4.2" "ipykernel>=6.29"
 fi
-# An editable install skips the package's data files, so turn on its Jupyter server extension
-# (TCP_NODELAY on kernel WebSockets; a wheel install enables it by itself) explicitly.
-if ! out=$(.venv/bin/jupyter server extension enable --sys-prefix soniox_widget.jupyter_nodelay 2>&1)
-then
-  echo "$out" >&2; exit 1
-fi
+# An editable install skips the package's data files, among them the file that turns on its
+# Jupyter server extension (TCP_NODELAY on kernel WebSockets); put it where a wheel puts it.
+# (`jupyter server extension enable` refuses an extension that no config file names yet.)
+install -D -m 644 etc/jupyter/jupyter_server_config.d/soniox_widget.json \
+  .venv/etc/jupyter/jupyter_server_config.d/soniox_widget.json
 
 if [[ $want_test == 1 && ! -f .cache/e2e-node/node_modules/requirejs/require.js ]]; then
   # The HTML-export test serves the widgets' embed manager and require.js from 127.0.0.1

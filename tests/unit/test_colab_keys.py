@@ -165,7 +165,8 @@ def test_google_colab_installed_outside_colab_is_never_imported(monkeypatch, tmp
     assert "google.colab" not in sys.modules
 
 
-def test_the_secret_never_reaches_a_log_a_trait_or_the_repr(colab, caplog):
+async def test_the_secret_never_reaches_a_log_a_trait_or_the_repr(colab, caplog):
+    # async: a widget lives on a running loop (as in a kernel), whatever tests ran before
     # A lookup that fails with the secret in its own message must not spread it.
     colab.failure = RuntimeError(f"could not decode {SECRET}")
     with caplog.at_level(logging.DEBUG):
