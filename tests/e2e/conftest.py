@@ -22,6 +22,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.processes import terminate
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -117,11 +119,7 @@ def jupyter_server(root: Path, app: str) -> Iterator[Lab]:
         try:
             yield server
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            terminate(proc)
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from soniox_widget.local import LocalSonioxServer, ScriptedEngine
 from tests.e2e.conftest import ARTIFACTS, chromium, free_port
 from tests.e2e.theme_check import contrast_report, too_faint
+from tests.processes import terminate
 
 pytest.importorskip("marimo", reason="marimo is not installed (the [test] extra has it)")
 
@@ -79,12 +80,7 @@ def marimo_server(mode: str, tmp: Path, ws_url: str | None, theme: str = "light"
                     time.sleep(0.3)
             yield url + "/"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            terminate(proc)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from soniox_widget.jupyter_nodelay import EXTENSION_NAME
+from tests.processes import terminate
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads the server's socket through /proc (Linux)")
@@ -87,12 +88,7 @@ def jupyter(tmp: Path, module: str, *, disable: bool = False) -> Iterator[Server
                 time.sleep(0.3)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc)
 
 
 def kernel_info(ws, session: str) -> dict:
