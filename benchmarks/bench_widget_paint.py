@@ -1,7 +1,7 @@
 """What one transcript update and the level meter cost the widget's view, in a real browser.
 
-    .venv/bin/python benchmarks/bench_widget_paint.py           # 3 rounds (~3 min)
-    .venv/bin/python benchmarks/bench_widget_paint.py --quick   # 1 round (~1 min)
+    .venv/bin/python benchmarks/bench_widget_paint.py           # 3 rounds (~3 min on 2 cores)
+    .venv/bin/python benchmarks/bench_widget_paint.py --quick   # 1 round (~40 s)
     .venv/bin/python benchmarks/bench_widget_paint.py --against REV   # another baseline
 
 Two front ends side by side in one headless Chromium (Debian's /usr/bin/chromium, fresh
