@@ -30,6 +30,7 @@ States::
 from __future__ import annotations
 
 import enum
+import json
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -489,13 +490,15 @@ class SessionCore:
         as_sent = self.deliver_text and not (self._offset_ms or self._join_pending)
         if as_sent:
             text = reply_text(frame)
-            if text[:1] == "{" and "true" not in text and '"error_' not in text:
+            if (text[:1] == "{" and "true" not in text and '"error_' not in text
+                    and "\\" not in text):
                 # What the session acts on is a final token (progress, <fin>), an error
                 # or finished: the first and last need a JSON true, an error its key.
                 # Without them (only non-final words: most replies) there is nothing to
                 # read. A word such as "true" in the text only costs a full read; a key
                 # spelled with \u escapes would go unnoticed, which hurts only the
-                # sending server's own session (its resume point).
+                # sending server's own session (its resume point). A text with a
+                # backslash is read: an escape could hide a key from the masking.
                 return [DeliverText(self._redact(text))]
         try:
             data = load_reply(frame)
@@ -686,7 +689,12 @@ class SessionCore:
                 final_ms = end_ms
         self._final_ms = final_ms
         finished = bool(data.get("finished", False))
-        text = self._redact(reply_text(frame))
+        text = reply_text(frame)
+        if "\\" in text:
+            # JSON escapes ("\u0073k-...") could spell a key that masking the text as it
+            # came would miss: the browser gets the reply re-encoded without them.
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        text = self._redact(text)
         return self._progress(DeliverText(text), before,
                               _ms_field(data, "final_audio_proc_ms", "reply field"),
                               _ms_field(data, "total_audio_proc_ms", "reply field"), finished)

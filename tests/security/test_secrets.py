@@ -192,3 +192,33 @@ async def test_the_proxy_masks_a_key_echoed_in_a_reply_it_relays_as_it_came(all_
         {"text": " ***", "is_final": False}]
     assert json.loads(replies[-1]) == {"tokens": [], "finished": True}
     assert_clean(all_debug, replies)
+
+
+@pytest.mark.parametrize("final", [False, True])
+async def test_the_proxy_masks_a_key_hidden_behind_json_escapes(final, all_debug):
+    # "\u0073k-..." is the same string to the browser's JSON.parse as "sk-...": masking
+    # the relayed text as it came would miss it, so such a reply is read and re-encoded.
+    async def run(ws: ServerConnection) -> None:
+        key = ws.request.headers.get("Authorization", "").split()[-1]
+        hidden = "".join(f"\\u{ord(c):04x}" for c in key)
+        await standin.read_start(ws)
+        async for msg in ws:
+            if msg in ("", b""):
+                await ws.send(json.dumps({"tokens": [], "finished": True}))
+                await ws.close()
+                return
+            flag = "true" if final else "false"
+            await ws.send('{"tokens":[{"text":" ' + hidden + '","is_final":' + flag
+                          + ',"end_ms":10}]}')
+
+    async with standin.StandIn(run) as server:
+        backend = choose_backend(url=server.url, api_key=SECRET)
+        async with ProxyServer(backend, port=0) as proxy, connect(proxy.ws_url) as ws:
+            await ws.send(AUDIO)
+            await ws.send(b"")
+            replies = [m async for m in ws]
+    decoded = [json.loads(r) for r in replies]
+    assert decoded[0]["tokens"][0]["text"] == " ***"
+    assert decoded[0]["tokens"][0]["is_final"] is final
+    assert all(SECRET not in json.dumps(d, ensure_ascii=False) for d in decoded)
+    assert_clean(all_debug, replies)
