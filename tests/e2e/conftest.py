@@ -22,6 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from soniox_widget.local import LocalSonioxServer, ScriptedEngine
 from tests.processes import terminate
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -201,3 +202,14 @@ def read_result(lab: Lab, name: str, timeout_s: float = 30) -> dict:
             pytest.fail(f"the notebook did not write {name}; console: {_console[-20:]}")
         time.sleep(0.2)
     return json.loads(path.read_text())
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[LocalSonioxServer, ScriptedEngine]]:
+    """A scripted engine on 127.0.0.1 (its own thread): exact words for the bytes it got."""
+    engine = ScriptedEngine(bytes_per_word=1500)
+    server = LocalSonioxServer(engine, record_audio=True).start_in_thread()
+    try:
+        yield server, engine
+    finally:
+        server.stop_thread()

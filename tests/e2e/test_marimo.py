@@ -83,16 +83,6 @@ def marimo_server(mode: str, tmp: Path, ws_url: str | None, theme: str = "light"
             terminate(proc)
 
 
-@pytest.fixture
-def scripted() -> Iterator[tuple[LocalSonioxServer, ScriptedEngine]]:
-    engine = ScriptedEngine(bytes_per_word=1500)
-    server = LocalSonioxServer(engine, record_audio=True).start_in_thread()
-    try:
-        yield server, engine
-    finally:
-        server.stop_thread()
-
-
 def open_app(context, url: str):
     page = context.new_page()
     page.goto(url, timeout=60_000)

@@ -25,7 +25,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from soniox_widget.local import LocalSonioxServer, ScriptedEngine
 from tests.e2e.conftest import ARTIFACTS, chromium, free_port
 from tests.processes import terminate
 
@@ -78,16 +77,6 @@ def voila_server(notebook: Path) -> Iterator[tuple[str, Path]]:
             yield f"http://127.0.0.1:{port}/", log
         finally:
             terminate(proc)
-
-
-@pytest.fixture
-def scripted() -> Iterator[tuple[LocalSonioxServer, ScriptedEngine]]:
-    engine = ScriptedEngine(bytes_per_word=1500)
-    server = LocalSonioxServer(engine, record_audio=True).start_in_thread()
-    try:
-        yield server, engine
-    finally:
-        server.stop_thread()
 
 
 def test_voila_records_and_shows_what_the_engine_said(scripted, speech_wav, tmp_path):
