@@ -8,11 +8,8 @@ a browser that denies the permission, and a cross-origin iframe without
 from __future__ import annotations
 
 import copy
-import functools
-import http.server
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from tests.e2e.conftest import (
     open_notebook,
     read_result,
     run_cell,
+    serve_directory,
 )
 
 pytestmark = pytest.mark.browser
@@ -150,26 +148,14 @@ def static_site(tmp_path_factory) -> Iterator[tuple[int, Path]]:
     for name in ("widget.js", "widget.css"):
         shutil.copy(STATIC / name, site / name)
     (site / "inner.html").write_text(INNER_HTML)
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.server_address[1]
-    for page, allow, query in (("outer", "", ""), ("outer-allow", ' allow="microphone"', ""),
-                               ("outer-late", "", "?late")):
-        (site / f"{page}.html").write_text(
-            f'<!doctype html><iframe{allow} width="800" height="300" '
-            f'src="http://localhost:{port}/inner.html{query}"></iframe>')
-    try:
+    with serve_directory(site) as port:
+        for page, allow, query in (("outer", "", ""),
+                                   ("outer-allow", ' allow="microphone"', ""),
+                                   ("outer-late", "", "?late")):
+            (site / f"{page}.html").write_text(
+                f'<!doctype html><iframe{allow} width="800" height="300" '
+                f'src="http://localhost:{port}/inner.html{query}"></iframe>')
         yield port, site
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
 
 
 def _widget_frame(context, port: int, page_name: str):

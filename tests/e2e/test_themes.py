@@ -9,16 +9,13 @@ in tests/e2e/test_marimo.py.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, chromium, open_notebook, run_cell
+from tests.e2e.conftest import ARTIFACTS, chromium, open_notebook, run_cell, serve_directory
 
 pytestmark = pytest.mark.browser
 
@@ -180,20 +177,8 @@ def host_pages(tmp_path_factory) -> Iterator[int]:
             html_class=cls if where == "html" else "",
             body_class=cls if where == "body" else "",
             variables=" ".join(f"{k}: {v};" for k, v in variables.items())))
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
+    with serve_directory(site) as port:
+        yield port
 
 
 @pytest.mark.parametrize("host", list(HOSTS))
