@@ -376,9 +376,6 @@ class UpstreamSession:
         return (self._loop or asyncio.get_running_loop()).time()
 
     def _handle(self, actions: list[Action]) -> None:
-        if _moves_no_deadline_earlier(actions):
-            self._handle_sends(actions)
-            return
         for action in actions:
             if isinstance(action, SendFrame):
                 queue = self._outgoing.get(action.conn)
@@ -432,22 +429,10 @@ class UpstreamSession:
                     transcoder, self._transcoder = self._transcoder, None
                     # Its thread may take a moment to stop: not on the event loop.
                     asyncio.get_running_loop().run_in_executor(None, transcoder.abort)
-        self._arm_timer()
-
-    def _handle_sends(self, actions: list[Action]) -> None:
-        """:meth:`_handle` for audio frames and replies only (one per chunk and per
-        reply): the same work, without the deadline timer's look at the core."""
-        for action in actions:
-            if type(action) is SendFrame:
-                queue = self._outgoing.get(action.conn)
-                if queue is not None:
-                    queue.append(action.frame)
-                    if not self._inline:
-                        self._wakeups[action.conn].set()
-            elif type(action) is DeliverText:
-                self._texts.append(action.text)
-            else:
-                self._replies.put_nowait(action.reply)  # type: ignore[union-attr]
+        # Audio frames and replies (one per chunk and per reply) skip the deadline
+        # timer's look at the core: they can only have moved deadlines later.
+        if not _moves_no_deadline_earlier(actions):
+            self._arm_timer()
 
     def _signal_over(self) -> None:
         if not self._over.is_set():
