@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..protocol import Token
 
@@ -60,6 +60,24 @@ def new_words(words: Sequence[Word], committed: Sequence[Word], tolerance: float
         if [w.key for w in fresh[:n]] == tail[-n:]:
             return fresh[n:]
     return fresh
+
+
+def in_order(words: Sequence[Word], after: float | None) -> list[Word]:
+    """``words`` with times that never go back: each starts no earlier than the word
+    before it (``after``: the start of the last word already made final).
+
+    Whisper times a word again on every decode, and at the seam of a buffer cut the
+    same stretch of audio can come out a few tens of milliseconds earlier than the word
+    already sent; final tokens must still be in time order, as Soniox's are.
+    """
+    out: list[Word] = []
+    floor = after
+    for w in words:
+        if floor is not None and w.start < floor:
+            w = replace(w, start=floor, end=max(w.end, floor))
+        out.append(w)
+        floor = w.start
+    return out
 
 
 def to_tokens(words: Sequence[Word], *, is_final: bool, first_in_stream: bool,

@@ -38,7 +38,7 @@ from ..audio.decoder import (
 )
 from ..config import SonioxConfig
 from ..protocol import END_TOKEN, FIN_TOKEN, Token
-from .agreement import TrimPolicy, Word, agreed_prefix, new_words, to_tokens
+from .agreement import TrimPolicy, Word, agreed_prefix, in_order, new_words, to_tokens
 from .engine import Engine, EngineError, EngineStream, EngineUpdate
 from .shared import LocalEngineUnavailable
 from .whisper_window import WindowedWhisper
@@ -531,6 +531,7 @@ class WhisperStream(EngineStream):
 
     def _commit(self, final: list[Word], events: list[Token], end_time: float,
                 clear: bool, pauses: list[tuple[float, float]]) -> EngineUpdate | None:
+        final = in_order(final, self.committed[-1].start if self.committed else None)
         tokens = to_tokens(final, is_final=True, first_in_stream=not self.any_final,
                            language=self.language)
         if final:

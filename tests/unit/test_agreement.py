@@ -1,4 +1,11 @@
-from soniox_widget.local.agreement import TrimPolicy, Word, agreed_prefix, new_words, to_tokens
+from soniox_widget.local.agreement import (
+    TrimPolicy,
+    Word,
+    agreed_prefix,
+    in_order,
+    new_words,
+    to_tokens,
+)
 
 
 def words(text, start=0.0, step=0.5):
@@ -46,3 +53,15 @@ def test_trim_policy_bounds_the_buffer():
     assert p.cut_at(4, 17, committed_end=6, pauses=pauses) == 6     # so, once it is long
     assert p.cut_at(10, 19, committed_end=None) is None             # nothing committed yet
     assert p.must_flush(0, 17) and not p.must_flush(0, 15)
+
+
+def test_final_words_never_go_back_in_time():
+    # At a buffer cut Whisper timed the next word 20 ms before the word already sent.
+    words = [Word(" the", 5.992, 6.10), Word(" station", 6.20, 6.70)]
+    kept = in_order(words, after=6.012)
+    assert [(w.start, w.end) for w in kept] == [(6.012, 6.10), (6.20, 6.70)]
+    # A word timed wholly before the floor still ends no earlier than it starts.
+    assert in_order([Word(" a", 1.0, 1.1), Word(" b", 0.5, 0.6)], None)[1].start == 1.0
+    assert in_order([Word(" a", 1.0, 1.1), Word(" b", 0.5, 0.6)], None)[1].end == 1.0
+    # Words already in order are left as they are.
+    assert in_order(words[1:], after=6.0) == words[1:]
