@@ -1,9 +1,12 @@
 """What the two WebSocket servers (local engine, proxy) share: owning their tasks.
 
-Each server owns a ``websockets`` server and the handler task of every open
-connection; stopping it closes the listener and cancels and awaits every handler,
-so nothing outlives the server. :class:`IdleWatchdog` closes connections whose
-client went silent, at no cost per message.
+Each server owns a listener and the handler task of every open connection;
+stopping it closes the listener and every connection, and cancels and awaits
+every handler, so nothing outlives the server. The local engine listens with
+websockets' asyncio server (:meth:`WebSocketService._listen`); the proxy, which
+only relays frames, with the sans-I/O transport of :mod:`soniox_widget.transport`
+(:meth:`WebSocketService._listen_frames`). :class:`IdleWatchdog` closes connections
+whose client went silent, at no cost per message.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from . import transport
 from ._deadline import DeadlineTimer
 
 logger = logging.getLogger(__name__)
@@ -28,15 +32,16 @@ class WebSocketService:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self._server: Server | None = None
+        self._server: Server | transport.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> Any:
         raise NotImplementedError
 
-    async def _listen(self, handler: Callable[[ServerConnection], Awaitable[None]],
-                      **options: Any) -> None:
-        async def tracked(ws: ServerConnection) -> None:
+    def _tracked(self, handler: Callable[[Any], Awaitable[None]]
+                 ) -> Callable[[Any], Awaitable[None]]:
+        """``handler``, with its task known to :meth:`stop` while it runs."""
+        async def tracked(ws: Any) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._handlers.add(task)
@@ -44,8 +49,19 @@ class WebSocketService:
                 await handler(ws)
             finally:
                 self._handlers.discard(task)
+        return tracked
 
-        self._server = await serve(tracked, self.host, self.port, **options)
+    async def _listen(self, handler: Callable[[ServerConnection], Awaitable[None]],
+                      **options: Any) -> None:
+        self._server = await serve(self._tracked(handler), self.host, self.port, **options)
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+
+    async def _listen_frames(self, handler: Callable[[transport.ServerConnection],
+                                                     Awaitable[None]],
+                             **options: Any) -> None:
+        """:meth:`_listen` on :func:`soniox_widget.transport.serve`: frames by callback."""
+        self._server = await transport.serve(self._tracked(handler), self.host, self.port,
+                                             **options)
         self.port = next(iter(self._server.sockets)).getsockname()[1]
 
     async def stop(self) -> None:

@@ -10,6 +10,13 @@ key stays on this server. Each client connection is one
 :class:`~soniox_widget.upstream.UpstreamSession`, the same code the notebook
 widget uses.
 
+The clients' connections run on :mod:`soniox_widget.transport`, websockets'
+sans-I/O core driven from asyncio callbacks: each client frame is handed to the
+session as it is read (no receive queue, no task switch per frame), and each reply
+is written to the client from the code that read it upstream. When a client reads
+too slowly, relaying waits for room in its buffer, so the upstream is read no
+faster than the client takes the replies.
+
 Every session spends the owner's key, so unlike the original example the proxy
 decides who may open one, before any session starts:
 
@@ -37,9 +44,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from .._serving import IdleWatchdog, WebSocketService
@@ -56,6 +61,7 @@ from ..protocol import (
     parse_client_message,
 )
 from ..redaction import register_secret
+from ..transport import ServerConnection
 from ..upstream import UpstreamSession
 
 logger = logging.getLogger(__name__)
@@ -199,7 +205,7 @@ class ProxyServer(WebSocketService):
         return f"soniox_proxy_token_{self.port}"
 
     async def start(self) -> ProxyServer:
-        await self._listen(
+        await self._listen_frames(
             self._handle,
             process_request=self._process_request,
             # Frames a little over the cap still arrive, so the client gets a JSON
@@ -306,8 +312,9 @@ class ProxyServer(WebSocketService):
         if self.open_sessions >= self.max_sessions:
             logger.warning("refused a client: %d sessions are open, the limit",
                            self.max_sessions)
-            await _send_error(ws, 429, f"the proxy is at its limit of {self.max_sessions} "
-                              "concurrent sessions; try again later")
+            _send_error(ws, 429, f"the proxy is at its limit of {self.max_sessions} "
+                        "concurrent sessions; try again later")
+            await ws.wait_closed()
             return
         self.open_sessions += 1
         try:
@@ -316,6 +323,9 @@ class ProxyServer(WebSocketService):
             self.open_sessions -= 1
 
     async def _session(self, ws: ServerConnection) -> None:
+        """One client's session: frames come in by callback (:class:`_ClientFrames`),
+        replies go out from the upstream's reading (``on_text``); this task only waits
+        for either side to end, then reports and closes."""
         self.sessions_started += 1
         try:
             # The backend as chosen once for the proxy: for the local engine its
@@ -325,109 +335,120 @@ class ProxyServer(WebSocketService):
                 backend=self.backend,
                 finish_timeout=self.finish_timeout,
                 # Replies go to the client as the server sent them (key masked),
-                # from the task that reads them: no parsing, encoding or hand-over.
+                # from the code that reads them: no parsing, encoding or hand-over.
                 on_text=_relay_to(ws),
                 compression=self.compression,
             )
         except SonioxWidgetError as exc:  # the proxy's own setup, not the client's fault
             logger.error("cannot open an upstream session: %s", exc)
-            await _send_error(ws, 500, str(exc))
+            _send_error(ws, 500, str(exc))
+            await ws.wait_closed()
             return
-        # Sends the 408 and closes the connection, which ends the pending recv().
-        watchdog = IdleWatchdog(self.idle_timeout, lambda: _send_error(
-            ws, 408, f"no audio or keepalive from the client for {self.idle_timeout:g} s; "
-            "the session was closed"))
-        relay = asyncio.create_task(self._relay(ws, session))
-        watchdog.start()
+        frames = _ClientFrames(ws, session, self.max_frame_bytes)
+        # Sends the 408 and closes the connection, which ends the wait below.
+        frames.watchdog = IdleWatchdog(self.idle_timeout, frames.idle)
+        finished = asyncio.ensure_future(session.wait_finished())
         try:
+            ws.on_message = frames.on_message
+            frames.watchdog.start()
             session.start()
-            await self._forward(ws, session, relay, watchdog)
-            watchdog.stop()  # the client ended its stream: now it only listens
-            if not watchdog.expired:
-                await relay
-        except ConnectionClosed:
-            # Also how _forward learns that the relay or the watchdog closed the connection.
-            if not relay.done() and not watchdog.expired:
+            await asyncio.wait({finished, ws.closed}, return_when=asyncio.FIRST_COMPLETED)
+            if finished.done():
+                exc = finished.exception()
+                if isinstance(exc, SonioxError):
+                    _send_error(ws, exc.error_code, str(exc))
+                elif exc is not None:
+                    logger.error("proxy relay crashed", exc_info=exc)
+                    _send_error(ws, 500, "internal error in the proxy")
+                else:
+                    ws.close()
+            elif not frames.done:
                 logger.info("proxy client went away before the session finished")
-        except _ClientError as exc:
-            watchdog.stop()
-            await _send_error(ws, 400, str(exc))
-        except Exception:
-            watchdog.stop()
-            logger.exception("proxy session crashed")
-            await _send_error(ws, 500, "internal error in the proxy")
         finally:
-            await watchdog.aclose()
-            relay.cancel()
+            ws.on_message = None
+            await frames.watchdog.aclose()
+            finished.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await relay
+                await finished
             await session.aclose()
-            with contextlib.suppress(Exception):
-                await ws.close()
+            ws.close()
+            await ws.wait_closed()
 
-    async def _forward(self, ws: ServerConnection, session: UpstreamSession,
-                       relay: asyncio.Task[None], watchdog: IdleWatchdog) -> None:
-        """Client → upstream, until the client ends the stream.
 
-        No task per message: when the session ends otherwise (the upstream finished or
-        failed, or the client went silent), the relay or the watchdog closes the
-        connection, and ``recv()`` raises ``ConnectionClosed`` (after any frames
-        already queued, which are dropped).
-        """
-        max_frame_bytes = self.max_frame_bytes
-        while True:
-            frame = await ws.recv()
-            if relay.done() or watchdog.expired or session.error is not None:
-                return
-            watchdog.touch()  # a keepalive needs nothing more than this
-            if type(frame) is bytes and 0 < len(frame) <= max_frame_bytes:
-                # Audio, nearly every frame: straight on, written from this task.
-                try:
-                    await session.write_audio(frame)
-                except SonioxError:
-                    return  # the session failed or closed: the relay reports why
-                continue
-            try:
-                message = parse_client_message(frame)
-            except ProtocolError as exc:
-                raise _ClientError(str(exc)) from None
-            try:
-                if isinstance(message, AudioFrame):
-                    if len(message.data) > self.max_frame_bytes:
-                        raise _ClientError(
-                            f"audio frame of {len(message.data)} bytes is over the "
-                            f"{self.max_frame_bytes}-byte limit; send smaller chunks "
-                            "(e.g. MediaRecorder.start(120))"
-                        )
-                    session.send_audio(message.data)
-                elif isinstance(message, FinalizeRequest):
-                    session.finalize(message.trailing_silence_ms)
-                elif isinstance(message, EndOfStream):
-                    session.end()
-                    return
-                # KeepaliveMessage: the upstream session sends its own keepalives
-            except ConfigError as exc:
-                raise _ClientError(str(exc)) from None
-            except SonioxError:
-                return  # the session failed or closed: the relay reports why
+class _ClientFrames:
+    """Client → upstream: each frame, handed over by the connection as it is read.
 
-    async def _relay(self, ws: ServerConnection, session: UpstreamSession) -> None:
-        """Upstream → client: the session passes each reply on (see ``on_text``); this
-        waits for its end and sends a failure as error_code/error_message.
+    Audio (nearly every frame) goes straight to the session; control messages are
+    parsed; a broken frame gets a 400 and a close. Once the client ended its stream,
+    was refused, or the session failed, later frames are dropped: the client now only
+    listens (the session's end is reported by :meth:`ProxyServer._session`).
+    """
 
-        Closes the connection when the session ends, either way.
-        """
-        try:
-            await session.wait_finished()
-        except SonioxError as exc:
-            await _send_error(ws, exc.error_code, str(exc))
-        except ConnectionClosed:
+    def __init__(self, ws: ServerConnection, session: UpstreamSession,
+                 max_frame_bytes: int) -> None:
+        self.ws = ws
+        self.session = session
+        self.max_frame_bytes = max_frame_bytes
+        self.watchdog: IdleWatchdog
+        self.done = False  # no more frames are taken from the client
+
+    def on_message(self, frame: str | bytes) -> None:
+        if self.done:
             return
+        session = self.session
+        if session.error is not None or self.watchdog.expired:
+            self._stop()
+            return
+        self.watchdog.touch()  # a keepalive needs nothing more than this
+        if type(frame) is bytes and 0 < len(frame) <= self.max_frame_bytes:
+            try:
+                session.send_audio(frame)
+            except SonioxError:
+                self._stop()  # the session failed or closed: its end reports why
+            return
+        try:
+            self._control(frame)
+        except _ClientError as exc:
+            self._stop()
+            _send_error(self.ws, 400, str(exc))
+        except SonioxError:
+            self._stop()
         except Exception:
-            logger.exception("proxy relay crashed")
-            await _send_error(ws, 500, "internal error in the proxy")
-        with contextlib.suppress(ConnectionClosed):
-            await ws.close()
+            self._stop()
+            logger.exception("proxy session crashed")
+            _send_error(self.ws, 500, "internal error in the proxy")
+
+    def _control(self, frame: str | bytes) -> None:
+        try:
+            message = parse_client_message(frame)
+        except ProtocolError as exc:
+            raise _ClientError(str(exc)) from None
+        try:
+            if isinstance(message, AudioFrame):
+                if len(message.data) > self.max_frame_bytes:
+                    raise _ClientError(
+                        f"audio frame of {len(message.data)} bytes is over the "
+                        f"{self.max_frame_bytes}-byte limit; send smaller chunks "
+                        "(e.g. MediaRecorder.start(120))"
+                    )
+                self.session.send_audio(message.data)
+            elif isinstance(message, FinalizeRequest):
+                self.session.finalize(message.trailing_silence_ms)
+            elif isinstance(message, EndOfStream):
+                self._stop()
+                self.session.end()
+            # KeepaliveMessage: the upstream session sends its own keepalives
+        except ConfigError as exc:
+            raise _ClientError(str(exc)) from None
+
+    def _stop(self) -> None:
+        self.done = True
+        self.watchdog.stop()  # the client only listens now
+
+    async def idle(self) -> None:
+        self.done = True
+        _send_error(self.ws, 408, f"no audio or keepalive from the client for "
+                    f"{self.watchdog.timeout:g} s; the session was closed")
 
 
 class _ClientError(Exception):
@@ -457,16 +478,21 @@ def _checked_token(token: str | None, host: str, require_token: bool) -> str | N
 
 
 def _relay_to(ws: ServerConnection) -> Callable[[str], Awaitable[None]]:
-    """The ``on_text`` of a client's session: each reply goes straight to the client."""
+    """The ``on_text`` of a client's session: each reply goes straight to the client.
+
+    While the client reads too slowly (its connection's write buffer is full), this
+    waits, and so the session stops reading the upstream: memory stays bounded.
+    """
     async def relay_text(text: str) -> None:
-        try:
-            await ws.send(text)
-        except ConnectionClosed:
-            pass  # the client went away: _forward notices and closes the session
+        if ws.open:  # else the client went away: its session is being closed
+            ws.send_text(text)
+            if ws.writing_paused:
+                await ws.wait_writable()
     return relay_text
 
 
-async def _send_error(ws: ServerConnection, code: int | None, message: str) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        await ws.send(Reply(error_code=code, error_message=message).dumps())
-        await ws.close()
+def _send_error(ws: ServerConnection, code: int | None, message: str) -> None:
+    """Send an error reply and start closing (nothing if the connection is not open)."""
+    if ws.open:
+        ws.send_text(Reply(error_code=code, error_message=message).dumps())
+    ws.close()
