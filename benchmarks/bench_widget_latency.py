@@ -1,17 +1,22 @@
 """Transcript latency of the notebook widget against the guide's page, in a real browser.
 
-    .venv/bin/python benchmarks/bench_widget_latency.py           # 4 rounds of 15 s (~5 min)
-    .venv/bin/python benchmarks/bench_widget_latency.py --quick   # 2 rounds of 6 s (~2 min)
+    .venv/bin/python benchmarks/bench_widget_latency.py           # 4 rounds of 15 s (~7 min)
+    .venv/bin/python benchmarks/bench_widget_latency.py --quick   # 2 rounds of 6 s (~3 min)
+    .venv/bin/python benchmarks/bench_widget_latency.py --hops    # + where each chunk's time goes
 
-Three systems, measured side by side in one run, in one headless Chromium (Debian's
+Four systems, measured side by side in one run, in one headless Chromium (Debian's
 /usr/bin/chromium) with a fake microphone, against the same echo upstream:
 
 - guide: the guide's page and proxy, run unchanged from ``ROOT.parent/"shared"/"seed"``
   (the page is served as it is; its hard-coded ws://localhost:3001/ is pointed at this
   run's proxy port by a WebSocket wrapper in the page);
-- widget: ``SonioxRecorder(url=<echo>)`` in JupyterLab, the Jupyter server with the
-  soniox_widget.jupyter_nodelay extension (TCP_NODELAY on kernel WebSockets);
-- widget, Nagle on: the same in a second JupyterLab with the extension turned off.
+- widget as installed: ``SonioxRecorder(url=<echo>)`` in JupyterLab, with this package's
+  two server extensions (soniox_widget.jupyter_nodelay: TCP_NODELAY on kernel WebSockets;
+  soniox_widget.jupyter_quiet_status: no busy status shown for audio chunks);
+- the same with quiet_status off (the page flips busy/idle, and its favicon, per chunk);
+- the same on a plain Jupyter server (both extensions off: Nagle's algorithm too).
+
+``--only-widget`` measures the guide and the widget as installed only.
 
 The echo upstream (a websockets server in its own process, ``--upstream``) answers every
 audio frame at once with one final token naming how many audio bytes it has received so
@@ -29,6 +34,13 @@ same chunks in three legs seen from the page: chunk -> on the WebSocket (reading
 Blob, the front end's message), -> its answer arrives (everything outside the page:
 Jupyter server, kernel, upstream; or the guide's proxy), answer -> text on the page
 (the page's own handling and rendering).
+
+With ``--hops`` the first widget's kernel (a probe added to the notebook cell) and its
+Jupyter server (``hop_stamps.py``, a server extension used only here) stamp each chunk on
+the wall clock too, so its time splits into legs across the three processes; the report
+adds p50/p90/p99 per leg, and for the slowest 5 % of chunks what else ran meanwhile: the
+kernel's garbage collections and event-loop stalls, the server's HTTP requests and
+stalls. That is how the busy/idle favicon requests were found (issue 11).
 """
 
 from __future__ import annotations
@@ -61,6 +73,7 @@ CHROMIUM_FLAGS = [  # as in tests/e2e/conftest.py
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 NODELAY_EXTENSION = "soniox_widget.jupyter_nodelay"
+QUIET_EXTENSION = "soniox_widget.jupyter_quiet_status"
 GUIDE_WS = "ws://localhost:3001/"
 
 
@@ -157,14 +170,21 @@ class Lab:
         return f"http://127.0.0.1:{self.port}{path}{sep}token={self.token}"
 
 
-def start_lab(procs: Processes, root: Path, nodelay: bool) -> Lab:
-    """JupyterLab on 127.0.0.1 with the no-delay extension on or off in its own config."""
+def start_lab(procs: Processes, root: Path, nodelay: bool, quiet: bool,
+              server_hops: Path | None = None) -> Lab:
+    """JupyterLab on 127.0.0.1 with this package's server extensions on or off in its own
+    config (and with ``server_hops``, ``hop_stamps.py`` stamping widget messages there)."""
     root.mkdir(parents=True)
     config_dir = root / ".jupyter-config"
     config_dir.mkdir()
-    (config_dir / "jupyter_server_config.json").write_text(json.dumps(
-        {"ServerApp": {"jpserver_extensions": {NODELAY_EXTENSION: nodelay}}}))
+    extensions = {NODELAY_EXTENSION: nodelay, QUIET_EXTENSION: quiet}
     env = clean_env()
+    if server_hops is not None:
+        extensions["hop_stamps"] = True
+        env["PYTHONPATH"] += os.pathsep + str(Path(__file__).resolve().parent)
+        env["SONIOX_BENCH_SERVER_HOPS"] = str(server_hops)
+    (config_dir / "jupyter_server_config.json").write_text(json.dumps(
+        {"ServerApp": {"jpserver_extensions": extensions}}))
     env["JUPYTER_CONFIG_DIR"] = str(config_dir)
     lab = Lab(free_port(), secrets.token_hex(16), root, root / "jupyter.log")
     proc = procs.start(
@@ -178,9 +198,11 @@ def start_lab(procs: Processes, root: Path, nodelay: bool) -> Lab:
     deadline = time.monotonic() + 30
     while "Jupyter Server" not in lab.log.read_text() and time.monotonic() < deadline:
         time.sleep(0.2)
-    shown = f"{NODELAY_EXTENSION}: TCP_NODELAY on" in lab.log.read_text()
-    if shown != nodelay:
-        raise SystemExit(f"JupyterLab (nodelay={nodelay}) says otherwise; see {lab.log}")
+    log = lab.log.read_text()
+    if (f"{NODELAY_EXTENSION}: TCP_NODELAY on" in log) != nodelay or \
+            (f"{QUIET_EXTENSION}: the page is not shown" in log) != quiet:
+        raise SystemExit(f"JupyterLab (nodelay={nodelay}, quiet={quiet}) says otherwise; "
+                         f"see {lab.log}")
     return lab
 
 
@@ -306,6 +328,60 @@ PAGE_PROBE = r"""
 })();
 """
 
+# With --hops, the widget's kernel stamps (wall clock, ms) when each chunk's comm message
+# reaches the widget, when the upstream's answer naming its bytes reaches the recorder, and
+# when the view message carrying it is handed to the comm (before and after the send).
+# The page stamps the same chunk on the same clock (performance.timeOrigin + now), so
+# each chunk's time splits into legs across the processes. Written at each recording's end.
+KERNEL_PROBE = r"""
+import json as _json, re as _re, time as _time
+import asyncio as _asyncio, gc as _gc
+_hops = {"in": {}, "reply": [], "send": [], "events": []}
+_gc_start = {}
+def _on_gc(phase, info):
+    if phase == "start":
+        _gc_start["t"] = _time.time() * 1000
+    elif info["generation"] == 2 or _time.time() * 1000 - _gc_start.get("t", 0) > 2:
+        _hops["events"].append(("kernel gc%d" % info["generation"], _gc_start.get("t", 0),
+                                _time.time() * 1000 - _gc_start.get("t", 0)))
+_gc.callbacks.append(_on_gc)
+_loop = _asyncio.get_event_loop()
+_due = [_loop.time() + 0.002]
+def _tick():
+    late = (_loop.time() - _due[0]) * 1000
+    if late > 3:
+        _hops["events"].append(("kernel loop late", _time.time() * 1000 - late, late))
+    _due[0] = _loop.time() + 0.002
+    _loop.call_at(_due[0], _tick)
+_loop.call_at(_due[0], _tick)
+_receive = rec._receive_from_front_end
+def _stamp_in(widget, content, buffers):
+    if isinstance(content, dict) and content.get("type") == "chunk":
+        _hops["in"][content.get("seq")] = _time.time() * 1000
+    _receive(widget, content, buffers)
+rec.on_msg(_receive, remove=True)
+rec.on_msg(_stamp_in)
+_upto = lambda text: max((int(m) for m in _re.findall(r" b(\d+)", text)), default=-1)
+_apply = rec._apply
+def _stamp_reply(reply):
+    _hops["reply"].append((_upto(" ".join(t.text for t in reply.tokens)), _time.time() * 1000))
+    _apply(reply)
+rec._apply = _stamp_reply
+_send = rec.send
+def _stamp_send(content, buffers=None):
+    before = _time.time() * 1000
+    _send(content, buffers)
+    _hops["send"].append((_upto(_json.dumps(content)), before, _time.time() * 1000))
+rec.send = _stamp_send
+def _dump(change):
+    if change["new"] == "idle":
+        with open(__HOPS__, "w") as f:
+            _json.dump(_hops, f)
+        for _v in _hops.values():
+            _v.clear()
+rec.observe(_dump, names="status")
+"""
+
 CLICK = """(sel) => {
   const B = window.__bench;
   B.clickAt = performance.now(); B.firstTextAt = null; B.stopAt = null; B.cleared = false;
@@ -315,6 +391,7 @@ STOP = """(sel) => { window.__bench.stopAt = performance.now();
                      document.querySelector(sel).click(); }"""
 RESULT = """() => { const B = window.__bench; const r = B.rounds[B.rounds.length - 1];
   return { clickAt: B.clickAt, stopAt: B.stopAt, firstTextAt: B.firstTextAt,
+           timeOrigin: performance.timeOrigin,
            rounds: B.rounds.length, chunks: r ? r.chunks : [] }; }"""
 
 
@@ -331,10 +408,17 @@ class System:
     first_text: list[float] = field(default_factory=list)
     missing: int = 0
     chunks: int = 0
+    hops: Path | None = None  # the kernel's stamps (--hops), read after each round
+    server_hops: Path | None = None  # the Jupyter server's (hop_stamps.py), the same
+    legs: dict[str, list[float]] = field(default_factory=dict)
+    slowest: list[tuple[float, str]] = field(default_factory=list)  # (total, largest leg)
+    notes: list[tuple[float, str, float, list[str]]] = field(default_factory=list)
 
     def record(self, seconds: float, measured: bool) -> None:
         page = self.page
         page.bring_to_front()
+        if self.server_hops is not None:
+            self.server_hops.write_text("")  # only this round's stamps
         before = page.evaluate("() => window.__bench.rounds.length")
         page.evaluate(CLICK, self.button)
         page.wait_for_function(f"() => window.__bench.rounds.length > {before}",
@@ -361,6 +445,60 @@ class System:
                 self.to_socket.append(sent - emitted)
                 self.round_trip.append(arrived - sent)
                 self.to_text.append(shown - arrived)
+        if self.hops is not None:
+            server: list[dict] = []
+            if self.server_hops is not None and self.server_hops.exists():
+                lines = self.server_hops.read_text().splitlines()
+                server = [json.loads(line) for line in lines if line.strip()]
+            self._split(r, json.loads(self.hops.read_text()), server)
+
+    def _split(self, r: dict, hops: dict, server: list[dict]) -> None:
+        """Each chunk's time in legs across the page, the Jupyter server and the kernel."""
+        origin = r["timeOrigin"]
+        arrived_in = {int(k): v for k, v in hops["in"].items()}
+        server_in = {s["in"]: s["t"] for s in server if "in" in s}
+        server_out = [(s["out"], s["t"]) for s in server if "out" in s]
+        # (what, start, duration) on the wall clock, to line up with the slowest chunks
+        events = [(name, start, ms) for name, start, ms in hops.get("events", [])]
+        events += [(f"server {s['http']}", s["t"] - s["ms"], s["ms"]) for s in server
+                   if "http" in s and not s["http"].endswith("/channels")]
+        events += [("server loop late", s["t"] - s["lag"], s["lag"]) for s in server
+                   if "lag" in s]
+
+        def first(stamps: list, upto: int) -> list | None:
+            return next((s for s in stamps if s[0] >= upto), None)
+
+        for i, (upto, emitted, shown, sent, arrived) in enumerate(r["chunks"]):
+            if i == 0 or emitted >= r["stopAt"] or None in (shown, sent, arrived):
+                continue
+            k_in, reply, send = arrived_in.get(i), first(hops["reply"], upto), \
+                first(hops["send"], upto)
+            if k_in is None or reply is None or send is None:
+                continue
+            s_in, s_out = server_in.get(i), first(server_out, upto)
+            legs = {"page → kernel (comm message in)": k_in - (origin + sent)}
+            if server and s_in is not None and s_out is not None:
+                legs = {"page → Jupyter server": s_in - (origin + sent),
+                        "Jupyter server → kernel (comm message in)": k_in - s_in}
+            legs |= {
+                "kernel → upstream → kernel (answer in)": reply[1] - k_in,
+                "answer → view message handed to the comm": send[1] - reply[1],
+                "comm send call": send[2] - send[1],
+            }
+            if server and s_in is not None and s_out is not None:
+                legs |= {"kernel → Jupyter server (IOPub)": s_out[1] - send[2],
+                         "Jupyter server → page (message arrives)": origin + arrived - s_out[1]}
+            else:
+                legs["kernel → page (view message arrives)"] = origin + arrived - send[2]
+            legs["page handles and draws it"] = shown - arrived
+            for name, value in legs.items():
+                self.legs.setdefault(name, []).append(value)
+            largest = max(legs, key=legs.__getitem__)
+            start, end = origin + emitted, origin + shown
+            during = sorted({f"{name} {ms:.0f} ms" for name, at, ms in events
+                             if at < end and at + ms > start})
+            self.slowest.append((shown - emitted, largest))
+            self.notes.append((shown - emitted, largest, legs[largest], during))
 
 
 def guide_system(context, page_port: int, proxy_port: int) -> System:
@@ -375,13 +513,16 @@ def guide_system(context, page_port: int, proxy_port: int) -> System:
     return System("guide's page → guide's proxy", page, "#trigger", None)
 
 
-def widget_system(context, lab: Lab, echo_port: int, name: str) -> System:
+def widget_system(context, lab: Lab, echo_port: int, name: str,
+                  hops: Path | None = None, server_hops: Path | None = None) -> System:
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "from soniox_widget import SonioxRecorder\n"
-        f"rec = SonioxRecorder(url='ws://127.0.0.1:{echo_port}/transcribe-websocket')\nrec")]
+    source = ("from soniox_widget import SonioxRecorder\n"
+              f"rec = SonioxRecorder(url='ws://127.0.0.1:{echo_port}/transcribe-websocket')\n")
+    if hops is not None:
+        source += KERNEL_PROBE.replace("__HOPS__", repr(str(hops)))
+    nb.cells = [nbformat.v4.new_code_cell(source + "rec")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbformat.write(nb, lab.root / "bench.ipynb")
@@ -403,7 +544,8 @@ def widget_system(context, lab: Lab, echo_port: int, name: str) -> System:
         await window.jupyterapp.commands.execute('notebook:run-cell'); }""")
     page.wait_for_selector(f"{out} .soniox-recorder[data-status='idle']", timeout=120_000)
     return System(name, page, f"{out} .soniox-button",
-                  f"{out} .soniox-recorder[data-status='idle']")
+                  f"{out} .soniox-recorder[data-status='idle']", hops=hops,
+                  server_hops=server_hops)
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -444,6 +586,26 @@ def report(systems: list[System], rounds: int, seconds: float) -> None:
         print(f"| {s.name} | {fmt(pct(s.to_socket, 50))} ms | {fmt(pct(s.round_trip, 50))} ms "
               f"| {fmt(pct(s.to_text, 50))} ms |")
     print()
+    for s in systems:
+        if not s.legs:
+            continue
+        print(f"Legs of each chunk, {s.name} (--hops: page and kernel stamps on the wall "
+              "clock):\n")
+        print("| leg | p50 | p90 | p99 | max | largest leg of the slowest 5 % |")
+        print("|---|---|---|---|---|---|")
+        slow = sorted(s.slowest, reverse=True)[:max(1, len(s.slowest) // 20)]
+        for name, values in s.legs.items():
+            count = sum(1 for _, leg in slow if leg == name)
+            print(f"| {name} | {fmt(pct(values, 50), 2)} ms | {fmt(pct(values, 90), 2)} ms | "
+                  f"{fmt(pct(values, 99), 2)} ms | {fmt(max(values), 2)} ms | "
+                  f"{count} of {len(slow)} |")
+        print("\nThe slowest 5 % of chunks, and what else ran meanwhile (kernel GC and "
+              "event-loop stalls over 3 ms, the Jupyter server's HTTP requests and stalls):\n")
+        for total, leg, ms, during in sorted(s.notes, reverse=True)[:len(slow)]:
+            print(f"- {total:.1f} ms, most in {leg} ({ms:.1f} ms): "
+                  f"{'; '.join(during) or 'nothing recorded'}")
+        during_any = sum(1 for *_, d in s.notes if d)
+        print(f"\n(of all {len(s.notes)} chunks, {during_any} overlapped such an event)\n")
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -458,6 +620,10 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="2 rounds of 6 s per system")
     p.add_argument("--rounds", type=int, help="rounds per system (default 4; --quick 2)")
     p.add_argument("--seconds", type=float, help="length of a round (default 15; --quick 6)")
+    p.add_argument("--hops", action="store_true",
+                   help="also stamp each chunk in the kernel and split its time in legs")
+    p.add_argument("--only-widget", action="store_true",
+                   help="only the widget as installed (no variants with extensions off)")
     p.add_argument("--upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.upstream:
@@ -485,8 +651,14 @@ def main() -> None:
         wait_until(lambda: port_open(proxy_port), proxy, "the guide's proxy")
         page_server, page_port = serve_seed_page()
         stack.callback(page_server.shutdown)
-        labs = [start_lab(procs, tmp / "lab-nodelay", True),
-                start_lab(procs, tmp / "lab-nagle", False)]
+        server_hops = tmp / "hops-server.jsonl" if args.hops else None
+        variants = [("widget (as installed: both server extensions)", True, True)]
+        if not args.only_widget:
+            variants += [("widget, busy/idle shown per chunk (quiet_status off)", True, False),
+                         ("widget, plain Jupyter server (both extensions off)", False, False)]
+        labs = [start_lab(procs, tmp / f"lab-{i}", nodelay, quiet,
+                          server_hops if i == 0 else None)
+                for i, (_, nodelay, quiet) in enumerate(variants)]
         wav = write_mic_wav(tmp / "mic.wav")
 
         pw = stack.enter_context(sync_playwright())
@@ -497,11 +669,11 @@ def main() -> None:
                   "--autoplay-policy=no-user-gesture-required"])
         stack.callback(browser.close)
         context = browser.new_context(viewport={"width": 1200, "height": 900})
-        systems = [
-            guide_system(context, page_port, proxy_port),
-            widget_system(context, labs[0], echo_port, "widget (TCP_NODELAY extension on)"),
-            widget_system(context, labs[1], echo_port, "widget, Nagle on (extension off)"),
-        ]
+        systems = [guide_system(context, page_port, proxy_port)]
+        for i, ((name, _, _), lab) in enumerate(zip(variants, labs, strict=True)):
+            hops = tmp / "hops-kernel.json" if args.hops and i == 0 else None
+            systems.append(widget_system(context, lab, echo_port, name, hops=hops,
+                                         server_hops=server_hops if hops else None))
         for s in systems:
             print(f"warm-up: {s.name}", file=sys.stderr)
             s.record(2.0, measured=False)

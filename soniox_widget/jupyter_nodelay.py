@@ -32,14 +32,14 @@ and leaves the server as it was.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterator
 from typing import Any
+
+from .jupyter_routes import KERNEL_CHANNELS_ROUTE, with_mixin, wrap_kernel_channels
 
 logger = logging.getLogger(__name__)
 
-#: The kernel channels route of jupyter_server 1.x and 2.x (after the base URL).
-KERNEL_CHANNELS_ROUTE = re.compile(r"/api/kernels/.+/channels\$?$")
+__all__ = ["KERNEL_CHANNELS_ROUTE", "NoDelayMixin", "enable_nodelay", "with_nodelay"]
+
 #: Name of this extension in ``ServerApp.jpserver_extensions``.
 EXTENSION_NAME = __name__
 
@@ -62,26 +62,7 @@ class NoDelayMixin:
 
 def with_nodelay(handler_class: type) -> type:
     """``handler_class`` with :class:`NoDelayMixin` in front (itself if it has it already)."""
-    if issubclass(handler_class, NoDelayMixin):
-        return handler_class
-    return type(f"NoDelay{handler_class.__name__}", (NoDelayMixin, handler_class),
-                {"__module__": __name__})
-
-
-def _rules(router: Any) -> Iterator[Any]:
-    """Every routing rule of a Tornado application, nested routers included."""
-    for rule in getattr(router, "rules", ()):
-        yield rule
-        if hasattr(rule.target, "rules"):
-            yield from _rules(rule.target)
-
-
-def _is_kernel_channels(rule: Any) -> bool:
-    from tornado.websocket import WebSocketHandler
-
-    target, regex = rule.target, getattr(rule.matcher, "regex", None)
-    return (isinstance(target, type) and issubclass(target, WebSocketHandler)
-            and regex is not None and KERNEL_CHANNELS_ROUTE.search(regex.pattern) is not None)
+    return with_mixin(handler_class, NoDelayMixin)
 
 
 def enable_nodelay(web_app: Any) -> int:
@@ -89,12 +70,7 @@ def enable_nodelay(web_app: Any) -> int:
 
     Returns how many routes it changed (0: none found, the server is left as it was).
     """
-    changed = 0
-    for rule in _rules(web_app.default_router):
-        if _is_kernel_channels(rule):
-            rule.target = with_nodelay(rule.target)
-            changed += 1
-    return changed
+    return wrap_kernel_channels(web_app, NoDelayMixin)
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
