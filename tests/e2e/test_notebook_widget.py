@@ -47,6 +47,17 @@ SCRIPTED_RECORDER_CELL = (
 )
 
 
+# JupyterLab shows its busy favicon whenever the kernel is busy: count how often.
+COUNT_BUSY_FAVICONS = """() => {
+  window.__busyFavicons = 0;
+  new MutationObserver((records) => {
+    for (const r of records) {
+      if (r.target.classList.contains("busy") && r.target.rel === "icon") window.__busyFavicons++;
+    }
+  }).observe(document.head, { subtree: true, attributes: true, attributeFilter: ["rel"] });
+}"""
+
+
 def record_for(page, ms: int):
     """Click Record, wait until recording, let the fake mic speak, click Stop, wait idle."""
     page.click(".jp-OutputArea-output .soniox-button")
@@ -182,9 +193,12 @@ def test_exact_transcript_and_every_byte_with_a_scripted_engine(lab, speech_wav,
         page = open_notebook(context, lab, name)
         run_cell(page, 0)
         root = page.wait_for_selector(".jp-OutputArea-output .soniox-recorder", timeout=60_000)
+        page.evaluate(COUNT_BUSY_FAVICONS)
         record_for(page, 3000)
         shown = page.inner_text(".jp-OutputArea-output .soniox-final")
         browser_bytes = int(root.get_attribute("data-bytes-sent"))
+        chunks = int(root.get_attribute("data-chunks-sent"))
+        busy_shown = page.evaluate("() => window.__busyFavicons")
         root.screenshot(path=str(ARTIFACTS / "widget-scripted.png"))
         run_cell(page, 1)
         result = read_result(lab, "exact.json")
@@ -194,6 +208,10 @@ def test_exact_transcript_and_every_byte_with_a_scripted_engine(lab, speech_wav,
     assert result["kept_audio"] == browser_bytes
     assert result["final_text"] == result["expected"] != ""
     assert " ".join(shown.split()) == result["expected"]
+    # soniox_widget.jupyter_quiet_status: the page went busy for the start and stop
+    # messages, not for each chunk (without it: at least once per chunk).
+    assert chunks >= 15
+    assert busy_shown <= 4, f"the busy favicon was shown {busy_shown} times for {chunks} chunks"
 
 
 def test_two_views_show_the_same_transcript(lab, speech_wav, tmp_path):
