@@ -15,14 +15,21 @@ Example::
         async for reply in session.replies():
             print(reply.tokens)
 
-No receive is ever wrapped in ``asyncio.wait_for`` (on Python 3.10/3.11 that can
-swallow a cancel): each connection is read by a plain ``async for``, and all
-deadlines are one timer that fires only when something is due.
+The connections run on :mod:`soniox_widget.transport` (websockets' sans-I/O core
+driven from asyncio callbacks): each frame the server sends is fed to the core from
+``data_received``, and each frame the core produces is written to the socket at once,
+from whatever called the session (no writer task, no receive queue). Each connection
+has one task, which opens it and waits for its end. No receive is ever wrapped in
+``asyncio.wait_for`` (on Python 3.10/3.11 that can swallow a cancel): all deadlines
+are one timer that fires only when something is due, and the connection's own
+timers (ping, close) are armed once per ping or close, never per message.
 
-A relay (the standalone proxy) uses the cheap way through instead: it writes audio
-with ``await session.write_audio(chunk)`` (sent from its own task, no hand-over per
-frame) and gets replies through ``on_text``, as the server's own JSON text, passed on
-from the task that reads them; the session reads from a reply only what it acts on.
+A relay (the standalone proxy) uses the cheap way through: it hands audio over with
+:meth:`UpstreamSession.send_audio` from its own client's ``data_received`` and gets
+replies through ``on_text``, as the server's own JSON text, from the upstream's
+``data_received``; the session reads from a reply only what it acts on. Flow control
+joins the two: :meth:`UpstreamSession.pause_reading` while the client reads slowly,
+and ``on_send_paused`` when the service takes audio slowly.
 """
 
 from __future__ import annotations
@@ -30,13 +37,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
+from . import transport
 from ._deadline import DeadlineTimer
 from .auth import APIKey
 from .backend import Backend, choose_backend
@@ -115,13 +121,17 @@ class UpstreamSession:
             as long again; a connection that went silent (a stalled network) is then
             treated as dropped, and the session reconnects.
         on_text: for a relay (the standalone proxy): every reply is passed to this
-            coroutine function as JSON text, in order, from the task that reads the
-            connection, instead of through :meth:`replies` (which then only ends or
-            raises). On the first connection the text is the server's own frame with
-            the key masked: the session reads from it only the fields it acts on and
-            never encodes it again. The session waits for each call, so a slow
-            receiver slows the reading, and :meth:`wait_finished` returns only after
-            the last reply was passed on. Exceptions it raises end the session.
+            plain function as JSON text, in order, as the connection reads it,
+            instead of through :meth:`replies` (which then only ends or raises). On
+            the first connection the text is the server's own frame with the key
+            masked: the session reads from it only the fields it acts on and never
+            encodes it again. It must not block; a receiver that cannot keep up calls
+            :meth:`pause_reading` until it can. :meth:`wait_finished` returns only
+            after the last reply was passed on. Exceptions it raises end the session.
+        on_send_paused: for a relay: called with ``True`` when the service's
+            connection has more unsent data than its buffer limit (it takes audio
+            slowly), and with ``False`` when it has room again (or that connection is
+            gone), so the relay can stop and resume reading its own client.
         compression: ``"deflate"`` offers permessage-deflate to the server; ``None``
             (the default) sends and receives uncompressed frames. The audio is already
             compressed (Opus) or small, and replies are a few kB per second at most,
@@ -142,8 +152,9 @@ class UpstreamSession:
         reconnect: ReconnectPolicy | None = None,
         on_state: Callable[[SessionState], None] | None = None,
         ping_interval: float = 10.0,
-        on_text: Callable[[str], Awaitable[None]] | None = None,
+        on_text: Callable[[str], None] | None = None,
         compression: str | None = None,
+        on_send_paused: Callable[[bool], None] | None = None,
     ) -> None:
         if config is not None and not isinstance(config, SonioxConfig):
             raise ConfigError(
@@ -170,14 +181,10 @@ class UpstreamSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replies: asyncio.Queue[Reply | None] = asyncio.Queue()
         self._on_text = on_text
-        self._texts: deque[str] = deque()  # for on_text, from the frame being read
-        self._over_deferred = False  # over, but _texts still being passed on
-        self._inline = False  # write_audio writes its frames itself
+        self._on_send_paused = on_send_paused
+        self._reading_paused = False
         self._conn_tasks: dict[int, asyncio.Task[None]] = {}
-        self._sockets: dict[int, ClientConnection] = {}
-        self._outgoing: dict[int, deque[str | bytes]] = {}
-        self._wakeups: dict[int, asyncio.Event] = {}
-        self._closers: set[asyncio.Task[None]] = set()
+        self._sockets: dict[int, transport.ClientConnection] = {}
         self._deadline: DeadlineTimer | None = None
         self._transcoder: Any = None
         self._over = asyncio.Event()
@@ -249,19 +256,17 @@ class UpstreamSession:
         if self._transcoder is not None:
             transcoder, self._transcoder = self._transcoder, None
             await asyncio.to_thread(transcoder.abort)
+        sockets = list(self._sockets.values())
+        for ws in sockets:
+            ws.close()
         tasks = list(self._conn_tasks.values())
         for task in tasks:
             task.cancel()
-        for ws in list(self._sockets.values()):
-            self._close_socket(ws)
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        while self._closers:
-            closer = next(iter(self._closers))
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await closer
-            self._closers.discard(closer)
+        for ws in sockets:  # the closing handshake, cut short after close_timeout
+            await ws.wait_closed()
         self._signal_over()
 
     # -- client → server ------------------------------------------------------------------
@@ -275,33 +280,28 @@ class UpstreamSession:
         self._handle(self._core.audio(bytes(data), self._now()))
 
     async def write_audio(self, data: bytes | bytearray | memoryview) -> None:
-        """:meth:`send_audio`, then write the frames that are ready from this task.
+        """:meth:`send_audio`, then wait while the service's connection has no room.
 
-        For a relay that forwards audio as it arrives: no hand-over to the writing
-        task per frame, and when the server's connection is slow to take data the
-        caller waits here (backpressure) instead of a queue growing. Frames go out
-        in the same order either way.
+        For a producer that can wait: when the service takes data slowly, the caller
+        waits here (backpressure) instead of the socket's buffer growing.
         """
-        self._inline = True
-        try:
-            self.send_audio(data)
-        finally:
-            self._inline = False
-        conn = self._core.current_connection
-        queue, ws = self._outgoing.get(conn), self._sockets.get(conn)
-        if not queue:
-            return
-        try:
-            if ws is not None:
-                # send() writes to the socket before it waits for room, so frames
-                # leave in the order they are taken from the queue, whoever takes them.
-                while queue:
-                    await ws.send(queue.popleft())
-        except ConnectionClosed:
-            return  # the reading task sees why; a new connection is sent what it needs
-        finally:
-            if queue and conn in self._wakeups:
-                self._wakeups[conn].set()
+        self.send_audio(data)
+        ws = self._sockets.get(self._core.current_connection)
+        if ws is not None and ws.writing_paused:
+            await ws.wait_writable()
+
+    def pause_reading(self) -> None:
+        """Stop reading the service's replies (this and later connections) until
+        :meth:`resume_reading`: for a relay whose own client reads slowly. Pings
+        are not answered meanwhile, so pause for moments, not minutes."""
+        self._reading_paused = True
+        for ws in self._sockets.values():
+            ws.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._reading_paused = False
+        for ws in self._sockets.values():
+            ws.resume_reading()
 
     def finalize(self, trailing_silence_ms: int | None = None) -> None:
         """Ask the server to make everything heard so far final (answered by ``<fin>``)."""
@@ -376,27 +376,28 @@ class UpstreamSession:
         return (self._loop or asyncio.get_running_loop()).time()
 
     def _handle(self, actions: list[Action]) -> None:
+        failed: Exception | None = None
         for action in actions:
             if isinstance(action, SendFrame):
-                queue = self._outgoing.get(action.conn)
-                if queue is not None:
-                    queue.append(action.frame)
-                    if not self._inline:
-                        self._wakeups[action.conn].set()
+                ws = self._sockets.get(action.conn)
+                if ws is not None and ws.open:  # else closing: the core learns of it
+                    ws.send(action.frame)
             elif isinstance(action, DeliverText):
-                self._texts.append(action.text)  # the reading task passes it on
+                if failed is None and self._on_text is not None:
+                    try:
+                        self._on_text(action.text)
+                    except Exception as exc:  # ends the session, after this batch
+                        failed = exc
             elif isinstance(action, DeliverReply):
                 self._replies.put_nowait(action.reply)
             elif isinstance(action, OpenConnection):
                 assert self._loop is not None
-                self._outgoing[action.conn] = deque()
-                self._wakeups[action.conn] = asyncio.Event()
                 self._conn_tasks[action.conn] = self._loop.create_task(
                     self._connection(action.conn), name=f"soniox-upstream #{action.conn}")
             elif isinstance(action, CloseConnection):
                 ws = self._sockets.get(action.conn)
                 if ws is not None:
-                    self._close_socket(ws)
+                    ws.close()  # its task sees the end and tells the core
                 elif (task := self._conn_tasks.get(action.conn)) is not None:
                     task.cancel()  # still connecting
             elif isinstance(action, StateChanged):
@@ -421,10 +422,7 @@ class UpstreamSession:
                     self._transcoder.close_input()
             elif isinstance(action, SessionOver):
                 self._cancel_timer()
-                if self._texts:
-                    self._over_deferred = True  # after the last replies are passed on
-                else:
-                    self._signal_over()
+                self._signal_over()  # replies before it were passed on already
                 if self._transcoder is not None and action.error is not None:
                     transcoder, self._transcoder = self._transcoder, None
                     # Its thread may take a moment to stop: not on the event loop.
@@ -433,38 +431,15 @@ class UpstreamSession:
         # timer's look at the core: they can only have moved deadlines later.
         if not _moves_no_deadline_earlier(actions):
             self._arm_timer()
+        if failed is not None:
+            logger.warning("passing a reply on failed: %r", failed)
+            self._handle(self._core.internal_error(self._core.current_connection,
+                                                   type(failed).__name__, self._now()))
 
     def _signal_over(self) -> None:
         if not self._over.is_set():
             self._over.set()
             self._replies.put_nowait(None)
-
-    async def _pass_on_texts(self, conn: int) -> None:
-        """Hand the replies of the frame just read to ``on_text``, in order.
-
-        Its failures end the session here: raised on, a ``ConnectionClosed`` of the
-        receiver's own socket would look like the server's connection dropping.
-        """
-        assert self._on_text is not None
-        texts = self._texts
-        try:
-            while texts:
-                await self._on_text(texts.popleft())
-        except Exception as exc:
-            texts.clear()
-            logger.warning("passing a reply on failed: %r", exc)
-            self._handle(self._core.internal_error(conn, type(exc).__name__, self._now()))
-        finally:
-            texts.clear()  # only when cancelled: the session is being closed
-            if self._over_deferred:
-                self._over_deferred = False
-                self._signal_over()
-
-    def _close_socket(self, ws: ClientConnection) -> None:
-        assert self._loop is not None
-        task = self._loop.create_task(ws.close())
-        self._closers.add(task)
-        task.add_done_callback(self._closers.discard)
 
     def _arm_timer(self) -> None:
         if self._deadline is not None and not self._core.state.is_over:
@@ -477,64 +452,58 @@ class UpstreamSession:
     # -- one connection -------------------------------------------------------------------
 
     async def _connection(self, conn: int) -> None:
+        """Open ``conn``, then wait for its end; its frames arrive by callback."""
         try:
             ws = await self._open()
         except SonioxError as exc:
-            self._forget(conn)
+            self._conn_tasks.pop(conn, None)
             self._handle(self._core.connect_failed(conn, exc, self._now()))
             return
         except asyncio.CancelledError:
-            self._forget(conn)
+            self._conn_tasks.pop(conn, None)
             raise
         self._sockets[conn] = ws
-        writer = asyncio.get_running_loop().create_task(self._write(conn, ws))
-        code: int | None = None
+        ws.on_message = self._reader(conn)
+        if self._on_send_paused is not None:
+            on_send_paused = self._on_send_paused
+            ws.on_pause_writing = lambda: on_send_paused(True)
+            ws.on_resume_writing = lambda: on_send_paused(False)
+        if self._reading_paused:
+            ws.pause_reading()
         try:
             self._handle(self._core.connected(conn, self._now()))
+            await ws.wait_closed()
+        finally:
+            ws.on_message = None
+            self._sockets.pop(conn, None)
+            self._conn_tasks.pop(conn, None)
+            if not ws.closed.done():
+                ws.close()  # cancelled: aclose() waits for the end
+            if ws.writing_paused and self._on_send_paused is not None:
+                self._on_send_paused(False)  # nothing is waiting to be sent any more
+        self._handle(self._core.connection_closed(conn, ws.close_code, self._now()))
+
+    def _reader(self, conn: int) -> Callable[[str | bytes], None]:
+        """The ``on_message`` of ``conn``: each frame to the core, from data_received."""
+        core, handle, loop = self._core, self._handle, self._loop
+        assert loop is not None
+
+        def on_frame(frame: str | bytes) -> None:
             try:
-                async for frame in ws:
-                    self._handle(self._core.message(conn, frame, self._now()))
-                    if self._texts:
-                        await self._pass_on_texts(conn)
-            except ConnectionClosed:
-                pass
+                handle(core.message(conn, frame, loop.time()))
             except Exception as exc:  # never a silent end: the session must learn of it
                 logger.exception("processing a reply failed")
-                self._handle(self._core.internal_error(conn, type(exc).__name__,
-                                                       self._now()))
-            code = ws.close_code
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            self._forget(conn)
-            if ws.close_code is None:
-                self._close_socket(ws)
-        self._handle(self._core.connection_closed(conn, code, self._now()))
+                handle(core.internal_error(conn, type(exc).__name__, loop.time()))
+                ws = self._sockets.get(conn)
+                if ws is not None:
+                    ws.close()
+        return on_frame
 
-    def _forget(self, conn: int) -> None:
-        self._sockets.pop(conn, None)
-        self._outgoing.pop(conn, None)
-        self._wakeups.pop(conn, None)
-        self._conn_tasks.pop(conn, None)
-
-    async def _write(self, conn: int, ws: ClientConnection) -> None:
-        """Send the frames the core queued for ``conn``, in order."""
-        queue, wakeup = self._outgoing[conn], self._wakeups[conn]
-        try:
-            while True:
-                await wakeup.wait()
-                wakeup.clear()
-                while queue:
-                    await ws.send(queue.popleft())
-        except ConnectionClosed:
-            return  # the reader sees why
-
-    async def _open(self) -> ClientConnection:
+    async def _open(self) -> transport.ClientConnection:
         url = await self.backend.connect_url()
         headers = self._key.authorization_header() if self._key else None
         try:
-            return await connect(
+            return await transport.connect(
                 url,
                 additional_headers=headers,
                 open_timeout=self.connect_timeout,
@@ -545,7 +514,6 @@ class UpstreamSession:
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_interval,
                 close_timeout=2,
-                proxy=None,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code

@@ -10,12 +10,14 @@ key stays on this server. Each client connection is one
 :class:`~soniox_widget.upstream.UpstreamSession`, the same code the notebook
 widget uses.
 
-The clients' connections run on :mod:`soniox_widget.transport`, websockets'
-sans-I/O core driven from asyncio callbacks: each client frame is handed to the
-session as it is read (no receive queue, no task switch per frame), and each reply
-is written to the client from the code that read it upstream. When a client reads
-too slowly, relaying waits for room in its buffer, so the upstream is read no
-faster than the client takes the replies.
+Both legs run on :mod:`soniox_widget.transport`, websockets' sans-I/O core driven
+from asyncio callbacks: each client frame is handed to the session from the
+client connection's ``data_received`` and written upstream at once, and each reply
+is written to the client from the upstream connection's ``data_received`` (no
+receive queue, no writer task, no task switch per frame either way). Flow control
+joins the legs: while the client reads too slowly the upstream is not read, and
+while the upstream takes audio too slowly the client is not read, so memory stays
+bounded whichever side stalls.
 
 Every session spends the owner's key, so unlike the original example the proxy
 decides who may open one, before any session starts:
@@ -40,7 +42,7 @@ import hmac
 import http
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
@@ -338,6 +340,9 @@ class ProxyServer(WebSocketService):
                 # from the code that reads them: no parsing, encoding or hand-over.
                 on_text=_relay_to(ws),
                 compression=self.compression,
+                # The upstream takes audio slowly: stop reading the client meanwhile.
+                on_send_paused=lambda paused: (ws.pause_reading() if paused
+                                               else ws.resume_reading()),
             )
         except SonioxWidgetError as exc:  # the proxy's own setup, not the client's fault
             logger.error("cannot open an upstream session: %s", exc)
@@ -349,6 +354,9 @@ class ProxyServer(WebSocketService):
         frames.watchdog = IdleWatchdog(self.idle_timeout, frames.idle)
         finished = asyncio.ensure_future(session.wait_finished())
         try:
+            # The client reads slowly: stop reading the upstream meanwhile.
+            ws.on_pause_writing = session.pause_reading
+            ws.on_resume_writing = session.resume_reading
             ws.on_message = frames.on_message
             frames.watchdog.start()
             session.start()
@@ -365,7 +373,7 @@ class ProxyServer(WebSocketService):
             elif not frames.done:
                 logger.info("proxy client went away before the session finished")
         finally:
-            ws.on_message = None
+            ws.on_message = ws.on_pause_writing = ws.on_resume_writing = None
             await frames.watchdog.aclose()
             finished.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -477,17 +485,13 @@ def _checked_token(token: str | None, host: str, require_token: bool) -> str | N
     return None
 
 
-def _relay_to(ws: ServerConnection) -> Callable[[str], Awaitable[None]]:
-    """The ``on_text`` of a client's session: each reply goes straight to the client.
-
-    While the client reads too slowly (its connection's write buffer is full), this
-    waits, and so the session stops reading the upstream: memory stays bounded.
-    """
-    async def relay_text(text: str) -> None:
+def _relay_to(ws: ServerConnection) -> Callable[[str], None]:
+    """The ``on_text`` of a client's session: each reply goes straight to the client
+    (written from the upstream's ``data_received``; flow control is the session's
+    ``pause_reading``, driven by the client connection's write buffer)."""
+    def relay_text(text: str) -> None:
         if ws.open:  # else the client went away: its session is being closed
             ws.send_text(text)
-            if ws.writing_paused:
-                await ws.wait_writable()
     return relay_text
 
 

@@ -85,6 +85,7 @@ class Connection(asyncio.Protocol):
         self._fragments: list[bytes] | None = None
         self._fragments_text = False
         self._writing_paused = False
+        self._reading_paused = False
         self._write_waiters: list[asyncio.Future[None]] = []
         self._lost: asyncio.Future[None] = self.loop.create_future()
         self._opened: asyncio.Future[None] = self.loop.create_future()
@@ -162,10 +163,15 @@ class Connection(asyncio.Protocol):
                 self._write_waiters.remove(waiter)
 
     def pause_reading(self) -> None:
+        """Stop reading this peer (flow control for a relay). A pong cannot arrive
+        meanwhile, so the ping timeout waits too: a paused peer is not dropped for
+        a silence this side chose."""
+        self._reading_paused = True
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
+        self._reading_paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -175,6 +181,8 @@ class Connection(asyncio.Protocol):
         """Start the closing handshake (idempotent); the TCP connection is aborted if it
         takes longer than ``close_timeout``. Await :meth:`wait_closed` for the end."""
         state = self.protocol.state
+        if self._reading_paused:
+            self.resume_reading()  # the peer's close frame must be read
         if state is OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
@@ -367,6 +375,10 @@ class Connection(asyncio.Protocol):
 
     def _pong_missing(self) -> None:
         self._pong_timer = None
+        if self._reading_paused:  # the pong may be waiting unread: look again later
+            self._pong_timer = self.loop.call_later(self.ping_timeout or 0.0,
+                                                    self._pong_missing)
+            return
         self.failure = TimeoutError("keepalive ping timeout")
         logger.info("no pong within %s s: dropping the connection", self.ping_timeout)
         self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")

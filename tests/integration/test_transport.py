@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import json
 import socket
 import ssl
 
@@ -21,6 +22,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
 from soniox_widget import transport
+from soniox_widget.session.core import ReconnectPolicy
 from soniox_widget.transport import ConnectionClosedError
 
 
@@ -348,4 +350,90 @@ async def test_server_close_ends_every_connection_and_handler(no_task_leaks):
     assert [c.close_code for c in clients] == [1001] * 3
     assert handlers_done == [1001] * 3
     assert not server.connections
+    await no_task_leaks()
+
+
+async def test_a_peer_this_side_stopped_reading_is_not_dropped_for_its_silence():
+    async with serving() as (_, port):
+        conn = await transport.connect(f"ws://127.0.0.1:{port}/", ping_interval=0.05,
+                                       ping_timeout=0.1)
+        inbox = Inbox(conn)
+        conn.pause_reading()  # flow control: pongs stay unread meanwhile
+        await asyncio.sleep(0.6)  # several ping timeouts long
+        assert conn.open
+        conn.resume_reading()
+        conn.send_text("still here")
+        assert await inbox.get() == "still here"
+        conn.close()
+        await conn.wait_closed()
+    assert conn.close_code == 1000
+
+
+async def test_closing_a_paused_connection_reads_the_close_reply():
+    async with serving() as (_, port):
+        conn = await transport.connect(f"ws://127.0.0.1:{port}/", close_timeout=10)
+        conn.pause_reading()
+        conn.close()
+        await conn.wait_closed()
+    assert conn.close_code == 1000  # a handshake, not the timeout's abort (1006)
+
+
+# -- the upstream session over wss:// (Soniox's scheme), through the system's TLS defaults --
+
+
+def _tls_echo_server(ca: trustme.CA):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    store: list[object] = []
+
+    async def handler(ws) -> None:
+        store.append(ws.request.headers.get("Authorization"))
+        async for message in ws:
+            store.append(message)
+            if message == b"":
+                await ws.send('{"tokens": [], "finished": true}')
+                await ws.close()
+                return
+    return ws_serve(handler, "127.0.0.1", 0, ssl=context), store
+
+
+async def test_upstream_session_speaks_wss_with_the_default_tls_context(ca, tmp_path,
+                                                                        monkeypatch,
+                                                                        no_task_leaks):
+    from soniox_widget.upstream import UpstreamSession
+
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # what create_default_context trusts
+    server, store = _tls_echo_server(ca)
+    async with server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with UpstreamSession(api_key="test-key-123",
+                                   url=f"wss://localhost:{port}/transcribe-websocket"
+                                   ) as session:
+            session.send_audio(b"pcm bytes")
+            session.end()
+            await session.wait_finished()
+    assert store[0] == "Bearer test-key-123"  # the key goes in the handshake header only
+    assert json.loads(store[1])["model"]  # the start message
+    assert store[2:] == [b"pcm bytes", b""]
+    await no_task_leaks()
+
+
+async def test_upstream_session_refuses_an_untrusted_certificate_without_the_key(
+        ca, no_task_leaks):
+    from soniox_widget.errors import SonioxError
+    from soniox_widget.upstream import UpstreamSession
+
+    server, _ = _tls_echo_server(ca)
+    async with server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with UpstreamSession(api_key="test-key-123",
+                                   url=f"wss://localhost:{port}/transcribe-websocket",
+                                   reconnect=ReconnectPolicy(max_attempts=0)) as session:
+            with pytest.raises(SonioxError) as caught:
+                await session.wait_connected()
+    assert "cannot connect" in str(caught.value)
+    assert "certificate" in str(caught.value).lower()
+    assert "test-key-123" not in str(caught.value)
     await no_task_leaks()
