@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .jupyter_routes import KERNEL_CHANNELS_ROUTE, with_mixin, wrap_kernel_channels
+from .jupyter_routes import KERNEL_CHANNELS_ROUTE, install, with_mixin, wrap_kernel_channels
 
 logger = logging.getLogger(__name__)
 
@@ -75,17 +75,7 @@ def enable_nodelay(web_app: Any) -> int:
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     """Called by jupyter_server once its web application exists; never raises."""
-    log = serverapp.log
-    try:
-        changed = enable_nodelay(serverapp.web_app)
-    except Exception as exc:
-        log.warning("%s: could not turn on TCP_NODELAY for kernel WebSockets (%s); "
-                    "widget updates may reach the page ~40 ms late", EXTENSION_NAME, exc)
-        return
-    if changed:
-        log.info("%s: TCP_NODELAY on for kernel WebSockets (small messages are sent at "
-                 "once instead of waiting for the browser's delayed ACK)", EXTENSION_NAME)
-    else:
-        log.warning("%s: found no kernel WebSocket route to change (an unknown "
-                    "jupyter_server?); widget updates may reach the page ~40 ms late",
-                    EXTENSION_NAME)
+    install(serverapp, NoDelayMixin, EXTENSION_NAME,
+            done="TCP_NODELAY on for kernel WebSockets (small messages are sent at once "
+                 "instead of waiting for the browser's delayed ACK)",
+            otherwise="widget updates may reach the page ~40 ms late")

@@ -44,7 +44,7 @@ import struct
 from collections import OrderedDict
 from typing import Any
 
-from .jupyter_routes import wrap_kernel_channels
+from .jupyter_routes import install, wrap_kernel_channels
 
 logger = logging.getLogger(__name__)
 
@@ -214,17 +214,7 @@ def enable_quiet_status(web_app: Any) -> int:
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     """Called by jupyter_server once its web application exists; never raises."""
-    log = serverapp.log
-    try:
-        changed = enable_quiet_status(serverapp.web_app)
-    except Exception as exc:
-        log.warning("%s: could not install (%s); the page will flip busy/idle for "
-                    "every audio chunk", EXTENSION_NAME, exc)
-        return
-    if changed:
-        log.info("%s: the page is not shown the kernel's busy status for SonioxRecorder "
-                 "audio chunks and heartbeats", EXTENSION_NAME)
-    else:
-        log.warning("%s: found no kernel WebSocket route to change (an unknown "
-                    "jupyter_server?); the page will flip busy/idle for every audio chunk",
-                    EXTENSION_NAME)
+    install(serverapp, QuietStatusMixin, EXTENSION_NAME,
+            done="the page is not shown the kernel's busy status for SonioxRecorder audio "
+                 "chunks and heartbeats",
+            otherwise="the page will flip busy/idle for every audio chunk")

@@ -54,3 +54,21 @@ def wrap_kernel_channels(web_app: Any, mixin: type) -> int:
             rule.target = with_mixin(rule.target, mixin)
             changed += 1
     return changed
+
+
+def install(serverapp: Any, mixin: type, name: str, *, done: str, otherwise: str) -> None:
+    """An extension's ``_load_jupyter_server_extension``: wrap the route, log the outcome
+    (``done`` when it worked, ``otherwise`` what the user gets when it did not). Never
+    raises: a server this cannot change still starts, as it was."""
+    log = serverapp.log
+    try:
+        changed = wrap_kernel_channels(serverapp.web_app, mixin)
+    except Exception as exc:
+        log.warning("%s: could not change the kernel WebSocket route (%s); %s",
+                    name, exc, otherwise)
+        return
+    if changed:
+        log.info("%s: %s", name, done)
+    else:
+        log.warning("%s: found no kernel WebSocket route to change (an unknown "
+                    "jupyter_server?); %s", name, otherwise)
