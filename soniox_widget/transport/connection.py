@@ -302,7 +302,8 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        for data in self.protocol.data_to_send():
+        protocol = self.protocol
+        for data in protocol.data_to_send():
             if data:
                 transport.write(data)
             elif transport.can_write_eof():
@@ -312,7 +313,9 @@ class Connection(asyncio.Protocol):
                     transport.close()
             else:  # TLS: no half-close
                 transport.close()
-        if self._close_timer is None and self.protocol.close_expected():
+        # While open (every message), no closing can be expected: skip the look.
+        if (protocol.state is not OPEN and self._close_timer is None
+                and protocol.close_expected()):
             self._arm_close_timer()
 
     def _arm_close_timer(self) -> None:
