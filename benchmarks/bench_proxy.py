@@ -11,12 +11,14 @@ small websockets server in its own process, started from this file with ``--upst
 
 - direct: clients speak to the upstream themselves (they send the start message);
 - guide: the guide's proxy, run unchanged from ``ROOT.parent / "shared" / "seed"``;
-- ours: ``python -m soniox_widget.proxy`` as shipped (loopback, no token, no
-  permessage-deflate, uvloop when installed), with ``--idle-timeout 0``;
+- ours: ``python -m soniox_widget.proxy`` as shipped (both legs on
+  ``soniox_widget.transport``, websockets' sans-I/O core driven from asyncio callbacks;
+  loopback, no token, no permessage-deflate, uvloop when installed), with
+  ``--idle-timeout 0``;
 - ours-asyncio: the same on asyncio's own event loop (``--loop asyncio``);
 - ours-deflate (with ``--deflate``): the same with ``--compression deflate``;
 - bare (with ``--bare``): ``bare_relay.py``, a featureless relay on websockets' sans-I/O
-  core, to show what the library costs without its asyncio layer.
+  core: the floor under ours, which runs on the same core with every feature kept.
 
 Each proxy runs in its own process. The upstream answers every binary frame at once with
 one small JSON reply naming it (with ``--reply-tokens N``: a Soniox-like reply of N tokens

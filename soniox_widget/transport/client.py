@@ -17,7 +17,7 @@ from typing import Any
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
-from websockets.http11 import Response
+from websockets.http11 import USER_AGENT, Response
 from websockets.protocol import CONNECTING
 from websockets.uri import parse_uri
 
@@ -28,15 +28,18 @@ class ClientConnection(Connection):
     """A connection to a server; ``response`` is the server's handshake response."""
 
     def __init__(self, protocol: ClientProtocol, headers: Mapping[str, str] | None,
-                 **options: Any) -> None:
+                 user_agent: str | None, **options: Any) -> None:
         super().__init__(protocol, **options)
         self._headers = headers
+        self._user_agent = user_agent
         self.response: Response | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         protocol: ClientProtocol = self.protocol  # type: ignore[assignment]
         request = protocol.connect()
+        if self._user_agent is not None:
+            request.headers["User-Agent"] = self._user_agent
         if self._headers:
             for name, value in self._headers.items():
                 request.headers[name] = value
@@ -68,11 +71,14 @@ async def connect(url: str, *, additional_headers: Mapping[str, str] | None = No
                   open_timeout: float | None = 10.0, max_size: int | None = 2**20,
                   compression: str | None = None, ping_interval: float | None = 20.0,
                   ping_timeout: float | None = 20.0, close_timeout: float = 10.0,
-                  ssl: ssl_module.SSLContext | None = None) -> ClientConnection:
+                  ssl: ssl_module.SSLContext | None = None,
+                  user_agent_header: str | None = USER_AGENT) -> ClientConnection:
     """Open a WebSocket connection and complete its opening handshake.
 
     ``wss://`` uses ``ssl`` or, by default, ``ssl.create_default_context()`` (the
-    system's certificate authorities, host name checked).
+    system's certificate authorities, host name checked). Unlike websockets' own
+    ``connect``, it follows no redirects and uses no HTTP proxy: a 3xx is an
+    ``InvalidStatus`` like any refusal.
 
     Example::
 
@@ -99,7 +105,7 @@ async def connect(url: str, *, additional_headers: Mapping[str, str] | None = No
     def factory() -> ClientConnection:
         nonlocal connection
         remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
-        connection = ClientConnection(protocol, additional_headers,
+        connection = ClientConnection(protocol, additional_headers, user_agent_header,
                                       ping_interval=ping_interval, ping_timeout=ping_timeout,
                                       close_timeout=close_timeout, open_timeout=remaining)
         return connection

@@ -66,7 +66,10 @@ async def test_text_binary_and_fragmented_messages_arrive_whole(no_task_leaks):
 
 
 async def test_client_sends_and_receives_through_a_websockets_server():
+    headers = []
+
     async def handler(ws):
+        headers.append(ws.request.headers)
         async for message in ws:
             await ws.send(message)
 
@@ -81,6 +84,7 @@ async def test_client_sends_and_receives_through_a_websockets_server():
         conn.close()
         await conn.wait_closed()
     assert conn.close_code == 1000
+    assert headers[0]["X-Test"] == "1" and "websockets" in headers[0]["User-Agent"]
     with pytest.raises(ConnectionClosedError):
         conn.send_text("too late")
 
