@@ -340,9 +340,9 @@ class ProxyServer(WebSocketService):
                 # from the code that reads them: no parsing, encoding or hand-over.
                 on_text=_relay_to(ws),
                 compression=self.compression,
-                # The upstream takes audio slowly: stop reading the client meanwhile.
-                on_send_paused=lambda paused: (ws.pause_reading() if paused
-                                               else ws.resume_reading()),
+                # The upstream takes audio slowly: stop reading the client meanwhile
+                # (``frames`` exists before the session starts, so before this runs).
+                on_send_paused=lambda paused: frames.hold(paused),
             )
         except SonioxWidgetError as exc:  # the proxy's own setup, not the client's fault
             logger.error("cannot open an upstream session: %s", exc)
@@ -448,6 +448,18 @@ class _ClientFrames:
             # KeepaliveMessage: the upstream session sends its own keepalives
         except ConfigError as exc:
             raise _ClientError(str(exc)) from None
+
+    def hold(self, paused: bool) -> None:
+        """Flow control: while the upstream takes audio slowly, the client is not read,
+        and its silence meanwhile is this side's doing, not idleness."""
+        if paused:
+            self.ws.pause_reading()
+            if not self.done:
+                self.watchdog.stop()
+        else:
+            self.ws.resume_reading()
+            if not self.done:
+                self.watchdog.start()  # counts from now
 
     def _stop(self) -> None:
         self.done = True

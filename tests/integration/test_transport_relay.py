@@ -106,8 +106,9 @@ async def test_an_upstream_that_does_not_read_stops_the_client_reading(no_task_l
             got.extend(message)
         await ws.close()
 
+    # A short idle timeout: a client held back by flow control is not idle.
     async with standin.StandIn(slow) as upstream, \
-            ProxyServer(backend_for(upstream.url), port=0, idle_timeout=None) as proxy:
+            ProxyServer(backend_for(upstream.url), port=0, idle_timeout=0.2) as proxy:
         sock = await small_buffer_socket(proxy.port)
         async with connect(proxy.ws_url, sock=sock, ping_interval=None,
                            compression=None) as ws:
