@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/bench_proxy.py --deflate  # also ours with deflate
     .venv/bin/python benchmarks/bench_proxy.py --reply-tokens 25  # Soniox-like replies
     .venv/bin/python benchmarks/bench_proxy.py --quick --only ours --profile ours.prof
+    .venv/bin/python benchmarks/bench_proxy.py --quick --rev d48cdc6  # before vs now
 
 Paths, measured one after the other in one run against the same instant-echo upstream (a
 small websockets server in its own process, started from this file with ``--upstream``):
@@ -18,7 +19,10 @@ small websockets server in its own process, started from this file with ``--upst
 - ours-asyncio: the same on asyncio's own event loop (``--loop asyncio``);
 - ours-deflate (with ``--deflate``): the same with ``--compression deflate``;
 - bare (with ``--bare``): ``bare_relay.py``, a featureless relay on websockets' sans-I/O
-  core: the floor under ours, which runs on the same core with every feature kept.
+  core: the floor under ours, which runs on the same core with every feature kept;
+- ours at REV (with ``--rev REV``): the proxy as it was at git revision REV (its
+  ``soniox_widget`` package from ``git archive``, run the same way), for a before/after
+  in one run.
 
 Each proxy runs in its own process. The upstream answers every binary frame at once with
 one small JSON reply naming it (with ``--reply-tokens N``: a Soniox-like reply of N tokens
@@ -46,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import os
 import signal
@@ -53,6 +58,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -72,7 +78,7 @@ RT_CLIENTS = 50
 START_MESSAGE = json.dumps({"api_key": "bench-key", "audio_format": "auto",
                             "model": "stt-rt-preview"})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PATHS = ["direct", "guide", "ours", "ours-asyncio", "ours-deflate", "bare"]
+PATHS = ["direct", "guide", "ours", "ours-asyncio", "ours-deflate", "bare", "ours-rev"]
 # How each of this project's variants is started (besides port, limits and no idle timeout).
 VARIANTS = {
     "ours": [],  # as shipped: no deflate, uvloop when installed
@@ -161,9 +167,10 @@ class Processes:
         self.procs: list[subprocess.Popen] = []
         self.cwd = tempfile.mkdtemp(prefix="bench_proxy_")
 
-    def start(self, args: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
+    def start(self, args: list[str], env: dict[str, str], port: int,
+              root: Path = ROOT) -> subprocess.Popen:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SONIOX_")}
-        full_env.update(env, PYTHONPATH=str(ROOT))
+        full_env.update(env, PYTHONPATH=str(root))
         proc = subprocess.Popen(args, env=full_env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.procs.append(proc)
@@ -374,6 +381,9 @@ def main() -> None:
                    help="answer each frame with a Soniox-like reply of N tokens (times, "
                    "confidence; words final in every third reply) instead of one small "
                    "token (default 1)")
+    p.add_argument("--rev", metavar="REV",
+                   help="also measure the proxy as it was at this git revision (e.g. the "
+                   "commit before a change), in the same run")
     p.add_argument("--upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
     paths = set(args.only or ["direct", "guide", "ours", "ours-asyncio"])
@@ -381,6 +391,8 @@ def main() -> None:
         paths.add("ours-deflate")
     if args.bare:
         paths.add("bare")
+    if args.rev:
+        paths.add("ours-rev")
     if args.upstream is not None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_upstream(args.upstream, args.reply_tokens))
@@ -432,16 +444,38 @@ def main() -> None:
             results[key] = asyncio.run(
                 measure(f"ws://127.0.0.1:{port}/ws", False, ours.pid, sat_s, rt_s))
             procs.stop(ours)
+
+        if "ours-rev" in paths:
+            with tempfile.TemporaryDirectory(prefix="bench_proxy_rev_") as old_root:
+                _extract_package(args.rev, Path(old_root))
+                port = free_port()
+                old = procs.start([sys.executable, "-m", "soniox_widget.proxy",
+                                   "--port", str(port), "--max-sessions", str(RT_CLIENTS * 2),
+                                   "--idle-timeout", "0"], env, port, root=Path(old_root))
+                print(f"ours at {args.rev} ...", file=sys.stderr)
+                results["ours-rev"] = asyncio.run(
+                    measure(f"ws://127.0.0.1:{port}/ws", False, old.pid, sat_s, rt_s))
+                procs.stop(old)
     finally:
         procs.stop_all()
-    report(results, sat_s, rt_s, args.quick, args.reply_tokens)
+    report(results, sat_s, rt_s, args.quick, args.reply_tokens, args.rev)
 
 
-def report(results, sat_s: float, rt_s: float, quick: bool, reply_tokens: int) -> None:
+def _extract_package(rev: str, into: Path) -> None:
+    """The ``soniox_widget`` package as it was at git revision ``rev``, under ``into``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev,
+                              "soniox_widget"], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def report(results, sat_s: float, rt_s: float, quick: bool, reply_tokens: int,
+           rev: str | None = None) -> None:
     names = {"direct": "direct to upstream", "guide": "guide's proxy (seed_proxy.py)",
              "ours": "soniox_widget.proxy", "ours-asyncio": "soniox_widget.proxy --loop asyncio",
              "ours-deflate": "soniox_widget.proxy --compression deflate",
-             "bare": "bare sans-I/O relay, no features (bare_relay.py)"}
+             "bare": "bare sans-I/O relay, no features (bare_relay.py)",
+             "ours-rev": f"soniox_widget.proxy at {rev}"}
     print(f"#### Proxy benchmark ({'--quick' if quick else 'full'}: saturation "
           f"{SAT_CLIENTS} clients x {sat_s:g} s, window {WINDOW}; {RT_CLIENTS} clients at one "
           f"{FRAME_BYTES} B frame per {PACE_S * 1000:g} ms x {rt_s:g} s; replies of "
