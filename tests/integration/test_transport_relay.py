@@ -129,3 +129,22 @@ async def test_an_upstream_that_does_not_read_stops_the_client_reading(no_task_l
     assert replies[-1]["finished"] is True
     assert hashlib.sha256(got).digest() == hashlib.sha256(b"".join(audio)).digest()
     await no_task_leaks()
+
+
+async def test_stop_closes_every_client_and_upstream_with_nothing_left_running(
+        local_server, no_task_leaks):
+    proxy = ProxyServer(backend_for(local_server.url), port=0)
+    await proxy.start()
+    clients = [await connect(proxy.ws_url) for _ in range(3)]
+    for ws in clients:
+        await ws.send(b"\x01" * 500)
+        await ws.recv()  # its session is open upstream and answering
+    await proxy.stop()
+    for ws in clients:
+        await ws.wait_closed()
+    assert [ws.close_code for ws in clients] == [1001] * 3  # going away
+    assert proxy.open_sessions == 0
+    for record in local_server.sessions:
+        await record.done.wait()  # every upstream session ended too
+    assert len(local_server.sessions) == 3
+    await no_task_leaks()
