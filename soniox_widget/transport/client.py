@@ -110,16 +110,26 @@ async def connect(url: str, *, additional_headers: Mapping[str, str] | None = No
                                       close_timeout=close_timeout, open_timeout=remaining)
         return connection
 
-    dial = loop.create_connection(factory, uri.host, uri.port, ssl=context,
-                                  server_hostname=uri.host if context else None)
+    dial = loop.create_task(loop.create_connection(
+        factory, uri.host, uri.port, ssl=context,
+        server_hostname=uri.host if context else None))
+    dial.add_done_callback(_retrieved)
+    # asyncio.wait rather than asyncio.timeout_at (Python 3.11+) or wait_for: the dial
+    # is cancelled, and a connection it made is dropped, on a timeout and on a cancel.
     try:
-        if deadline is None:
-            await dial
-        else:
-            async with asyncio.timeout_at(deadline):
-                await dial
-    except TimeoutError:
-        raise TimeoutError("timed out during the opening handshake") from None
+        done, _ = await asyncio.wait(
+            {dial}, timeout=None if deadline is None else max(deadline - loop.time(), 0.0))
+    except BaseException:
+        dial.cancel()
+        if connection is not None:
+            connection.abort()
+        raise
+    if not done:
+        dial.cancel()
+        if connection is not None:
+            connection.abort()
+        raise TimeoutError("timed out during the opening handshake")
+    dial.result()  # OSError (refused, TLS) and the like are raised here
     assert connection is not None
     try:
         await asyncio.shield(connection._opened)
@@ -128,3 +138,9 @@ async def connect(url: str, *, additional_headers: Mapping[str, str] | None = No
             connection.abort()
         raise
     return connection
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Mark a dial's outcome as seen: after a timeout or a cancel nobody reads it."""
+    if not task.cancelled():
+        task.exception()

@@ -141,6 +141,50 @@ async def test_a_server_that_never_answers_the_upgrade_times_out(no_task_leaks):
     await no_task_leaks()
 
 
+@contextlib.asynccontextmanager
+async def tcp_that_never_speaks():
+    """A listener that accepts TCP and then says nothing (no TLS, no HTTP)."""
+    accepted: list[asyncio.StreamWriter] = []
+    arrived = asyncio.Event()
+
+    def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        arrived.set()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], accepted, arrived
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_tls_handshake_that_never_ends_times_out(ca, no_task_leaks):
+    """The dial itself (TCP + TLS) has the open timeout too, not only the upgrade."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with tcp_that_never_speaks() as (port, accepted, _):
+        with pytest.raises(TimeoutError):
+            await transport.connect(f"wss://localhost:{port}/", open_timeout=0.3, ssl=context)
+        assert accepted
+    await no_task_leaks()
+
+
+async def test_cancelling_a_connect_during_the_dial_leaves_nothing(ca, no_task_leaks):
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with tcp_that_never_speaks() as (port, _, arrived):
+        task = asyncio.create_task(
+            transport.connect(f"wss://localhost:{port}/", open_timeout=30, ssl=context))
+        await asyncio.wait_for(arrived.wait(), 10)  # the server has the TCP connection
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await no_task_leaks()
+
+
 async def test_server_drops_a_client_that_never_sends_its_upgrade():
     async with serving(open_timeout=0.3) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
