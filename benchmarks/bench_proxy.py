@@ -64,9 +64,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import echo_upstream
+from echo_upstream import free_port
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "seed" / "seed_proxy.py"  # run from there, never copied
@@ -103,44 +103,18 @@ def soniox_like_reply(seq: int, tokens: int) -> str:
     return json.dumps({"tokens": words, **progress})
 
 
-def _echo_with(tokens: int):
-    async def echo(ws: ServerConnection) -> None:
-        await _echo(ws, tokens)
-    return echo
-
-
-async def _echo(ws: ServerConnection, tokens: int = 1) -> None:
-    try:
-        await ws.recv()  # the start message
-        while True:
-            frame = await ws.recv()
-            if isinstance(frame, bytes) and frame:
-                seq = struct.unpack_from(">I", frame)[0]
-                if tokens > 1:
-                    await ws.send(soniox_like_reply(seq, tokens))
-                else:
-                    await ws.send(f'{{"tokens":[{{"text":" f{seq}","is_final":true}}]}}')
-            elif not frame:  # the empty frame, binary or text, ends the stream
-                await ws.send('{"tokens":[],"finished":true}')
-                await ws.close()
-                return
-            # other text frames (keepalive, finalize) need no reply here
-    except ConnectionClosed:
-        return
-
-
-async def run_upstream(port: int, tokens: int) -> None:
-    async with serve(_echo_with(tokens), "127.0.0.1", port, max_size=2**24) as server:
-        await server.serve_forever()
+def frame_reply(tokens: int) -> echo_upstream.Reply:
+    """The reply to an audio frame: its number (the frame's first 4 bytes) in one small
+    final token, or in a Soniox-like reply of ``tokens`` tokens."""
+    def reply(frame: bytes, _received: int) -> str:
+        seq = struct.unpack_from(">I", frame)[0]
+        if tokens > 1:
+            return soniox_like_reply(seq, tokens)
+        return f'{{"tokens":[{{"text":" f{seq}","is_final":true}}]}}'
+    return reply
 
 
 # -- processes ------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
@@ -395,7 +369,7 @@ def main() -> None:
         paths.add("ours-rev")
     if args.upstream is not None:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_upstream(args.upstream, args.reply_tokens))
+            asyncio.run(echo_upstream.run(args.upstream, frame_reply(args.reply_tokens)))
         return
     sat_s, rt_s = (5.0, 6.0) if args.quick else (15.0, 20.0)
 

@@ -65,6 +65,9 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import echo_upstream
+from echo_upstream import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "seed"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -79,39 +82,12 @@ GUIDE_WS = "ws://localhost:3001/"
 
 # -- the echo upstream (its own process) ------------------------------------------------
 
-async def _echo(ws) -> None:
-    from websockets.exceptions import ConnectionClosed
-
-    received = 0
-    try:
-        await ws.recv()  # the start message
-        async for frame in ws:
-            if isinstance(frame, bytes) and frame:
-                received += len(frame)
-                await ws.send(f'{{"tokens":[{{"text":" b{received}","is_final":true}}]}}')
-            elif not frame:  # the empty frame, binary or text, ends the stream
-                await ws.send('{"tokens":[],"finished":true}')
-                await ws.close()
-                return
-            # other text frames (keepalive, finalize) need no reply here
-    except ConnectionClosed:
-        return
-
-
-async def run_upstream(port: int) -> None:
-    from websockets.asyncio.server import serve
-
-    async with serve(_echo, "127.0.0.1", port, max_size=2**24) as server:
-        await server.serve_forever()
+def byte_count_reply(_frame: bytes, received: int) -> str:
+    """One final token naming how many audio bytes the upstream has so far."""
+    return f'{{"tokens":[{{"text":" b{received}","is_final":true}}]}}'
 
 
 # -- processes and servers ----------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def wait_until(ready, proc: subprocess.Popen, what: str, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
@@ -627,7 +603,7 @@ def main() -> None:
     p.add_argument("--upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.upstream:
-        asyncio.run(run_upstream(args.upstream))
+        asyncio.run(echo_upstream.run(args.upstream, byte_count_reply))
         return
     rounds = args.rounds or (2 if args.quick else 4)
     seconds = args.seconds or (6.0 if args.quick else 15.0)
