@@ -453,8 +453,8 @@ async def test_upstream_session_speaks_wss_with_the_default_tls_context(ca, tmp_
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # what create_default_context trusts
-    server, store = _tls_echo_server(ca)
-    async with server:
+    serving_tls, store = _tls_echo_server(ca)
+    async with serving_tls as server:
         port = next(iter(server.sockets)).getsockname()[1]
         async with UpstreamSession(api_key="test-key-123",
                                    url=f"wss://localhost:{port}/transcribe-websocket"
@@ -473,8 +473,8 @@ async def test_upstream_session_refuses_an_untrusted_certificate_without_the_key
     from soniox_widget.errors import SonioxError
     from soniox_widget.upstream import UpstreamSession
 
-    server, _ = _tls_echo_server(ca)
-    async with server:
+    serving_tls, _ = _tls_echo_server(ca)
+    async with serving_tls as server:
         port = next(iter(server.sockets)).getsockname()[1]
         async with UpstreamSession(api_key="test-key-123",
                                    url=f"wss://localhost:{port}/transcribe-websocket",
