@@ -91,8 +91,9 @@ class IdleWatchdog:
     when it fires, for whatever time is left since the last touch, so a busy
     connection costs one timer callback per ``timeout`` seconds. When the deadline
     has really passed, ``on_expire()`` runs once, as a task this watchdog owns; it
-    sends the error reply and closes the connection, which makes the owner's
-    pending ``recv()`` raise ``ConnectionClosed``.
+    sends the error reply and closes the connection, which ends the owner's wait (a
+    pending ``recv()`` raises ``ConnectionClosed``; the proxy awaits the connection's
+    close).
 
     Don't wrap ``recv()`` in ``asyncio.wait_for`` instead: on Python 3.10/3.11 it can
     swallow a cancellation, and it costs a timer (and a task) per message.

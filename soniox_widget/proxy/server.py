@@ -370,6 +370,9 @@ class ProxyServer(WebSocketService):
                     _send_error(ws, 500, "internal error in the proxy")
                 else:
                     ws.close()
+            elif self._server is None:  # stop(): this side closed the client (1001)
+                logger.info("the proxy is stopping: closed a client's session before it "
+                            "finished")
             elif not frames.done:
                 logger.info("proxy client went away before the session finished")
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import socket
 
 from websockets.asyncio.client import connect
@@ -132,7 +133,8 @@ async def test_an_upstream_that_does_not_read_stops_the_client_reading(no_task_l
 
 
 async def test_stop_closes_every_client_and_upstream_with_nothing_left_running(
-        local_server, no_task_leaks):
+        local_server, no_task_leaks, caplog):
+    caplog.set_level(logging.INFO, logger="soniox_widget.proxy.server")
     proxy = ProxyServer(backend_for(local_server.url), port=0)
     await proxy.start()
     clients = [await connect(proxy.ws_url) for _ in range(3)]
@@ -147,4 +149,8 @@ async def test_stop_closes_every_client_and_upstream_with_nothing_left_running(
     for record in local_server.sessions:
         await record.done.wait()  # every upstream session ended too
     assert len(local_server.sessions) == 3
+    # Said as it is: the proxy closed them, the clients did not go away.
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("the proxy is stopping" in m for m in logged) == 3
+    assert not any("went away" in m for m in logged)
     await no_task_leaks()
