@@ -16,7 +16,8 @@ message is not passed to the browser. Nothing else is dropped: the ``idle`` stat
 follows still goes out (front ends use it to know the request is done), and so does
 everything about other messages, other widgets, and cells. The server's own record of
 kernel activity (culling) reads IOPub on its own connection and still sees both. The
-kernel really is busy for those few hundred microseconds; the page just doesn't blink.
+kernel really is busy while it takes a chunk (a fraction of a millisecond, plus
+whatever ``rec.on_audio`` callbacks do with it); the page just doesn't blink.
 
 A message is recognised as it goes from the browser to the kernel (a ``comm_msg`` whose
 data is ``{"method": "custom", "content": {"type": "chunk" | "heartbeat", "session":
