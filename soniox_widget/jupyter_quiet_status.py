@@ -58,6 +58,8 @@ QUIET_TYPES = frozenset({"chunk", "heartbeat"})
 #: Ids remembered: the busy status follows its request within milliseconds, so a few
 #: hundred (a minute of chunks at 120 ms) is plenty, and the table never grows further.
 REMEMBERED = 512
+#: Larger kernel → browser messages are never a status message (those are ~600 bytes).
+STATUS_BYTES_MAX = 8192
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -152,7 +154,13 @@ def incoming_quiet_id(message: str | bytes, v1: bool) -> str | None:
 
 
 def is_quiet_busy(message: str | bytes, v1: bool, quiet: QuietRequests) -> bool:
-    """Whether a kernel → browser message is the busy status of a quiet request."""
+    """Whether a kernel → browser message is the busy status of a quiet request.
+
+    A status message is a few hundred bytes: anything larger (outputs, widget state) is
+    passed on without being read.
+    """
+    if len(message) > STATUS_BYTES_MAX:
+        return False
     if v1:
         if not isinstance(message, bytes) or b'"busy"' not in message:
             return False

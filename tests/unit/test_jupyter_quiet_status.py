@@ -84,3 +84,13 @@ def test_the_table_is_bounded_and_forgets_the_oldest():
     for msg_id in "abcd":
         quiet.add(msg_id)
     assert "a" not in quiet and all(m in quiet for m in "bcd")
+
+
+@pytest.mark.parametrize("build,is_v1", [(v1, True), (legacy, False)])
+def test_large_messages_are_passed_on_unread(build, is_v1):
+    """An output that merely mentions "busy" is not parsed (a status is ~600 bytes)."""
+    request = header("comm_msg")
+    quiet = QuietRequests()
+    quiet.add(request["msg_id"])
+    padded = {"execution_state": "busy", "note": "x" * 10_000}
+    assert not is_quiet_busy(build("iopub", header("status"), request, padded), is_v1, quiet)
