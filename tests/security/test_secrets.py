@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import pytest
 from websockets.asyncio.client import connect
@@ -80,12 +81,33 @@ async def test_transcribe_file_and_widget_logs_never_show_the_key(keyed_server, 
     assert_clean(all_debug, state, rec)
 
 
-async def test_proxy_logs_never_show_the_key(keyed_server, all_debug):
-    backend = choose_backend(url=keyed_server.url, api_key=SECRET)
+async def through_the_proxy(upstream_url: str) -> list[str | bytes]:
+    """One client's stream (an audio frame, then the end) through a proxy on the test key
+    in front of ``upstream_url``; every message the client got."""
+    backend = choose_backend(url=upstream_url, api_key=SECRET)
     async with ProxyServer(backend, port=0) as proxy, connect(proxy.ws_url) as ws:
         await ws.send(AUDIO)
         await ws.send(b"")
-        replies = [json.loads(m) async for m in ws]
+        return [m async for m in ws]
+
+
+def echoes_the_key(reply: Callable[[str], str]) -> standin.Behaviour:
+    """A hostile server: each audio frame is answered with ``reply(key)``, the key its
+    client authenticated with; the empty frame with ``finished``."""
+    async def run(ws: ServerConnection) -> None:
+        key = ws.request.headers.get("Authorization", "").split()[-1]
+        await standin.read_start(ws)
+        async for msg in ws:
+            if msg in ("", b""):
+                await ws.send(json.dumps({"tokens": [], "finished": True}))
+                await ws.close()
+                return
+            await ws.send(reply(key))
+    return run
+
+
+async def test_proxy_logs_never_show_the_key(keyed_server, all_debug):
+    replies = [json.loads(m) for m in await through_the_proxy(keyed_server.url)]
     assert replies[-1].get("finished")
     assert_clean(all_debug, replies)
 
@@ -156,11 +178,7 @@ async def test_a_server_echoing_the_key_never_gets_it_shown(behaviour, all_debug
         state = json.dumps(rec.get_state(), default=str)
         rec.close()
         # ... and through the proxy, whose error reply goes to a browser.
-        backend = choose_backend(url=server.url, api_key=SECRET)
-        async with ProxyServer(backend, port=0) as proxy, connect(proxy.ws_url) as ws:
-            await ws.send(AUDIO)
-            await ws.send(b"")
-            replies = [m async for m in ws]
+        replies = await through_the_proxy(server.url)
     err = info.value
     assert_clean(all_debug, err, err.error_message, err.to_json(), state, rec.error,
                  replies)
@@ -169,24 +187,11 @@ async def test_a_server_echoing_the_key_never_gets_it_shown(behaviour, all_debug
 async def test_the_proxy_masks_a_key_echoed_in_a_reply_it_relays_as_it_came(all_debug):
     # Replies go to the browser as the server's own text: an echoed key must not ride
     # along in a word, while the rest of the reply and the session go on unchanged.
-    async def run(ws: ServerConnection) -> None:
-        key = ws.request.headers.get("Authorization", "").split()[-1]
-        await standin.read_start(ws)
-        async for msg in ws:
-            if msg in ("", b""):
-                await ws.send(json.dumps({"tokens": [], "finished": True}))
-                await ws.close()
-                return
-            await ws.send(json.dumps({"tokens": [
-                {"text": " ok", "is_final": True, "end_ms": 10},
-                {"text": f" {key}", "is_final": False}]}))
-
+    run = echoes_the_key(lambda key: json.dumps({"tokens": [
+        {"text": " ok", "is_final": True, "end_ms": 10},
+        {"text": f" {key}", "is_final": False}]}))
     async with standin.StandIn(run) as server:
-        backend = choose_backend(url=server.url, api_key=SECRET)
-        async with ProxyServer(backend, port=0) as proxy, connect(proxy.ws_url) as ws:
-            await ws.send(AUDIO)
-            await ws.send(b"")
-            replies = [m async for m in ws]
+        replies = await through_the_proxy(server.url)
     assert json.loads(replies[0])["tokens"] == [
         {"text": " ok", "is_final": True, "end_ms": 10},
         {"text": " ***", "is_final": False}]
@@ -198,25 +203,13 @@ async def test_the_proxy_masks_a_key_echoed_in_a_reply_it_relays_as_it_came(all_
 async def test_the_proxy_masks_a_key_hidden_behind_json_escapes(final, all_debug):
     # "\u0073k-..." is the same string to the browser's JSON.parse as "sk-...": masking
     # the relayed text as it came would miss it, so such a reply is read and re-encoded.
-    async def run(ws: ServerConnection) -> None:
-        key = ws.request.headers.get("Authorization", "").split()[-1]
+    def reply(key: str) -> str:
         hidden = "".join(f"\\u{ord(c):04x}" for c in key)
-        await standin.read_start(ws)
-        async for msg in ws:
-            if msg in ("", b""):
-                await ws.send(json.dumps({"tokens": [], "finished": True}))
-                await ws.close()
-                return
-            flag = "true" if final else "false"
-            await ws.send('{"tokens":[{"text":" ' + hidden + '","is_final":' + flag
-                          + ',"end_ms":10}]}')
+        flag = "true" if final else "false"
+        return '{"tokens":[{"text":" ' + hidden + '","is_final":' + flag + ',"end_ms":10}]}'
 
-    async with standin.StandIn(run) as server:
-        backend = choose_backend(url=server.url, api_key=SECRET)
-        async with ProxyServer(backend, port=0) as proxy, connect(proxy.ws_url) as ws:
-            await ws.send(AUDIO)
-            await ws.send(b"")
-            replies = [m async for m in ws]
+    async with standin.StandIn(echoes_the_key(reply)) as server:
+        replies = await through_the_proxy(server.url)
     decoded = [json.loads(r) for r in replies]
     assert decoded[0]["tokens"][0]["text"] == " ***"
     assert decoded[0]["tokens"][0]["is_final"] is final
