@@ -49,7 +49,6 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import http.server
 import json
 import math
 import os
@@ -59,13 +58,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import echo_upstream
+import local_http
 from echo_upstream import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,19 +179,6 @@ def start_lab(procs: Processes, root: Path, nodelay: bool, quiet: bool,
         raise SystemExit(f"JupyterLab (nodelay={nodelay}, quiet={quiet}) says otherwise; "
                          f"see {lab.log}")
     return lab
-
-
-def serve_seed_page() -> tuple[http.server.ThreadingHTTPServer, int]:
-    """The guide's page, served as it is from the seed folder (loopback only)."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(SEED)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
 
 
 def write_mic_wav(path: Path, seconds: float = 8.0, rate: int = 48000) -> Path:
@@ -625,8 +611,9 @@ def main() -> None:
                     "SONIOX_API_KEY": "bench-no-key", "PORT": str(proxy_port)}
         proxy = procs.start([sys.executable, str(SEED / "seed_proxy.py")], seed_env, cwd=tmp)
         wait_until(lambda: port_open(proxy_port), proxy, "the guide's proxy")
-        page_server, page_port = serve_seed_page()
-        stack.callback(page_server.shutdown)
+        # The guide's page, served as it is from the seed folder.
+        page_port = stack.enter_context(local_http.serving(
+            functools.partial(local_http.QuietHandler, directory=str(SEED))))
         server_hops = tmp / "hops-server.jsonl" if args.hops else None
         variants = [("widget (as installed: both server extensions)", True, True)]
         if not args.only_widget:

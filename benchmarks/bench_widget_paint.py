@@ -40,11 +40,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+import local_http
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -172,17 +171,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def serve(files: dict[str, tuple[bytes, str]]) -> Iterator[int]:
-    handler = type("Handler", (_Handler,), {"files": files})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+def serve(files: dict[str, tuple[bytes, str]]):
+    """These files over HTTP on 127.0.0.1 (a context manager yielding the port)."""
+    return local_http.serving(type("Handler", (_Handler,), {"files": files}))
 
 
 def site(baseline: str, deltas: int) -> dict[str, tuple[bytes, str]]:
