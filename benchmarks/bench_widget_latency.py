@@ -297,7 +297,7 @@ PAGE_PROBE = r"""
 # each chunk's time splits into legs across the processes. Written at each recording's end.
 KERNEL_PROBE = r"""
 import json as _json, re as _re, time as _time
-import asyncio as _asyncio, gc as _gc
+import gc as _gc
 _hops = {"in": {}, "reply": [], "send": [], "events": []}
 _gc_start = {}
 def _on_gc(phase, info):
@@ -307,15 +307,8 @@ def _on_gc(phase, info):
         _hops["events"].append(("kernel gc%d" % info["generation"], _gc_start.get("t", 0),
                                 _time.time() * 1000 - _gc_start.get("t", 0)))
 _gc.callbacks.append(_on_gc)
-_loop = _asyncio.get_event_loop()
-_due = [_loop.time() + 0.002]
-def _tick():
-    late = (_loop.time() - _due[0]) * 1000
-    if late > 3:
-        _hops["events"].append(("kernel loop late", _time.time() * 1000 - late, late))
-    _due[0] = _loop.time() + 0.002
-    _loop.call_at(_due[0], _tick)
-_loop.call_at(_due[0], _tick)
+import hop_stamps as _hop_stamps
+_hop_stamps.watch_loop(lambda at, late: _hops["events"].append(("kernel loop late", at, late)))
 _receive = rec._receive_from_front_end
 def _stamp_in(widget, content, buffers):
     if isinstance(content, dict) and content.get("type") == "chunk":

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 _SEQ = re.compile(rb'"type":\s*"chunk"[^}]*?"seq":\s*(\d+)|"seq":\s*(\d+)[^}]*?"type":\s*"chunk"')
@@ -63,12 +64,15 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
             log_function(handler)
 
     settings["log_function"] = log_request
-    _watch_loop(out)
+    watch_loop(lambda at, late: out.write(json.dumps({"lag": late, "t": at + late}) + "\n"))
     server_app.log.info("hop_stamps: stamping widget messages into %s", out.name)
 
 
-def _watch_loop(out: Any, every: float = 0.002, late_ms: float = 3.0) -> None:
-    """Stamp each time this thread's event loop ran a 2 ms timer more than 3 ms late."""
+def watch_loop(on_late: Callable[[float, float], None], every: float = 0.002,
+               late_ms: float = 3.0) -> None:
+    """Call ``on_late(started_at, late)`` (wall clock ms, ms) each time this thread's
+    event loop ran a 2 ms timer more than 3 ms late. The latency benchmark's kernel
+    probe uses it too (its kernel inherits this folder on PYTHONPATH)."""
     import asyncio
 
     loop = asyncio.get_event_loop()
@@ -78,7 +82,7 @@ def _watch_loop(out: Any, every: float = 0.002, late_ms: float = 3.0) -> None:
         nonlocal due
         late = (loop.time() - due) * 1000
         if late > late_ms:
-            out.write(json.dumps({"lag": late, "t": time.time() * 1000}) + "\n")
+            on_late(time.time() * 1000 - late, late)
         due = loop.time() + every
         loop.call_at(due, tick)
 
