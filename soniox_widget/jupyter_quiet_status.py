@@ -146,8 +146,7 @@ def incoming_quiet_id(message: str | bytes, v1: bool) -> str | None:
             return _quiet_request_id(json.loads(header), json.loads(content))
         except ValueError:
             return None
-    head = message[:4096] if isinstance(message, (str, bytes)) else ""
-    if ("comm_msg" if isinstance(head, str) else b"comm_msg") not in head:
+    if ("comm_msg" if isinstance(message, str) else b"comm_msg") not in message[:4096]:
         return None
     msg = _legacy_message(message)
     return None if msg is None else _quiet_request_id(msg.get("header"), msg.get("content"))
