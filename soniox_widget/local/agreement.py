@@ -3,12 +3,15 @@
 Whisper is not a streaming model. The "LocalAgreement" policy (as in the
 whisper_streaming work) re-decodes a rolling buffer every step; the words that
 two consecutive hypotheses agree on are committed as final, the rest stay
-non-final. Committed audio is then cut from the buffer so the work per step
-stays bounded however long the session runs.
+non-final. Committed words whose audio is still in the buffer are given to the next
+decode as its forced start (see :mod:`.whisper_window`), so a decode's new words are
+exactly what follows them; committed audio is cut from the buffer at pauses, so the
+work per step stays bounded however long the session runs.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -42,24 +45,37 @@ def agreed_prefix(previous: Sequence[Word], current: Sequence[Word]) -> int:
     return n
 
 
-def new_words(words: Sequence[Word], committed: Sequence[Word], tolerance: float = 0.3,
-              max_ngram: int = 5) -> list[Word]:
-    """The part of a fresh decode that was not committed yet.
+#: Speech faster than this (words per second of audio, plus a few) is not speech: a
+#: decoder that loops fills a second of audio with ten words or more.
+MAX_WORDS_PER_S = 6.0
 
-    The buffer still holds some committed audio, so a decode repeats committed
-    words. Word timestamps wobble by a few hundred ms between decodes, so a time
-    cut alone would drop or repeat a word at the seam: cut by time with a
-    tolerance, then drop a leading run that repeats the end of what is committed.
+
+def find_loop(words: Sequence[Word], seconds: float) -> int | None:
+    """Where a hypothesis stops being speech and becomes a decoder loop, or None.
+
+    Whisper's decoder, when it loses its place, says a stretch again and again
+    ("the age of the age of the age of ..."). People repeat themselves too ("Hello?
+    Hello? Hello?", "Fail again. Fail again."), but not a phrase three times in a row,
+    nor a single word five times, and not faster than about six words a second of
+    audio. Returns the index just after the first copy of the repeated stretch (or
+    where the words outrun ``seconds`` of audio), so what came before is kept.
     """
-    if not committed:
-        return list(words)
-    end = committed[-1].end
-    fresh = [w for w in words if w.start >= end - tolerance]
-    tail = [w.key for w in committed[-max_ngram:]]
-    for n in range(min(max_ngram, len(fresh), len(tail)), 0, -1):
-        if [w.key for w in fresh[:n]] == tail[-n:]:
-            return fresh[n:]
-    return fresh
+    keys = [w.key for w in words]
+    n = len(keys)
+    for i in range(n):
+        for p in range(1, 9):
+            if i + 2 * p > n:
+                break
+            block = keys[i : i + p]
+            if not all(block):
+                continue
+            r = 1
+            while keys[i + r * p : i + (r + 1) * p] == block:
+                r += 1
+            if r >= (5 if p == 1 else 3):
+                return i + p
+    most = int(MAX_WORDS_PER_S * max(0.0, seconds)) + 3
+    return most if n > most else None
 
 
 def in_order(words: Sequence[Word], after: float | None) -> list[Word]:
@@ -103,33 +119,29 @@ def to_tokens(words: Sequence[Word], *, is_final: bool, first_in_stream: bool,
 
 @dataclass(frozen=True)
 class TrimPolicy:
-    """When to cut audio from the front of the buffer.
+    """When to cut committed audio from the front of the buffer.
 
-    Once the buffer is longer than ``soft_s``, cut in the middle of a pause the speaker
-    made inside the committed audio (a gap between voice-activity spans): a cut there
-    clips no word. Cutting at a word's end instead, as timed by Whisper, can clip the
-    first sound of the next word ("station" heard as "nation"), so that is done only
-    when the buffer passes ``anywhere_s`` without a pause. If nothing is agreed for
-    ``hard_s`` (a long run-on utterance), commit everything and cut anyway, so memory
+    Committed words still in the buffer are the next decode's forced start, re-timed
+    by every decode, so a cut between two of them (by those times) is safe: if it
+    clips the first sound of the word after it, that word is forced anyway. Keeping
+    ``keep_s`` of committed audio anchors the decode; keeping more only costs (Whisper
+    decodes the forced words one token at a time). If nothing is agreed for
+    ``hard_s`` (a long run-on utterance), everything is committed and cut, so memory
     and work stay bounded.
     """
 
-    soft_s: float = 8.0
-    anywhere_s: float = 12.0
-    hard_s: float = 16.0
+    keep_s: float = 1.0
+    hard_s: float = 12.0
 
-    def cut_at(self, buffer_start: float, buffer_end: float, committed_end: float | None,
-               pauses: Sequence[tuple[float, float]] = ()) -> float | None:
-        """Where to cut (stream seconds), or None; ``pauses`` are silent stretches."""
-        length = buffer_end - buffer_start
-        if committed_end is None or committed_end <= buffer_start or length <= self.soft_s:
+    def cut_at(self, buffer_start: float, committed: Sequence[Word]) -> float | None:
+        """Where to cut (stream seconds), or None: the middle of the latest gap between
+        committed words that leaves at least ``keep_s`` of them."""
+        if len(committed) < 2:
             return None
-        quiet = [(a + b) / 2 for a, b in pauses if b <= committed_end and a > buffer_start]
-        if quiet:
-            return max(quiet)
-        if length > self.anywhere_s:
-            return committed_end
-        return None
+        latest = committed[-1].end - self.keep_s
+        gaps = [(a.end + b.start) / 2 for a, b in itertools.pairwise(committed)]
+        fit = [g for g in gaps if buffer_start < g <= latest]
+        return max(fit) if fit else None
 
     def must_flush(self, buffer_start: float, buffer_end: float) -> bool:
         return buffer_end - buffer_start > self.hard_s

@@ -24,7 +24,8 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from ..audio.decoder import (
 )
 from ..config import SonioxConfig
 from ..protocol import END_TOKEN, FIN_TOKEN, Token
-from .agreement import TrimPolicy, Word, agreed_prefix, in_order, new_words, to_tokens
+from .agreement import TrimPolicy, Word, agreed_prefix, find_loop, in_order, to_tokens
 from .engine import Engine, EngineError, EngineStream, EngineUpdate
 from .shared import LocalEngineUnavailable
 from .whisper_window import WindowedWhisper
@@ -67,10 +68,8 @@ def default_model_path() -> str:
 class WhisperSettings:
     """Tuning of the streaming policy; the defaults suit tiny.en on 2 CPU cores.
 
-    ``encoder_pad_s``, ``one_window`` and ``speech_margin_s`` are what made steps cheap
-    enough to take every 0.4 s and what stops words being invented after the speech
-    (see :mod:`.whisper_window`); :meth:`before_issue_11` gives the previous policy,
-    which the benchmark runs side by side.
+    The policy is judged against the whole-file decode of the same audio on real human
+    speech (``benchmarks/bench_engine.py``): it may cost latency, never words.
     """
 
     step_s: float = 0.4            # re-decode after this much new audio
@@ -79,12 +78,11 @@ class WhisperSettings:
     final_beam_size: int = 5       # for finalize / end of stream, where accuracy matters most
     endpoint_silence_s: float = 0.8  # silence after speech that ends an utterance
     prompt_chars: int = 200        # committed text given to Whisper as context
-    #: Encoder padding after the buffer (s); None: Whisper's full 30 s window every time.
+    #: Audio encoded after the buffer (s); the rest of Whisper's 30 s window is the
+    #: encoder states of silence (see :mod:`.whisper_window`). None: encode all 30 s.
     encoder_pad_s: float | None = 1.0
-    #: The shortest window the encoder sees (s): on 1-2 s windows Whisper tends to loop.
-    encoder_min_s: float = 5.0
     #: At most this many tokens per second of audio (plus 10): a decode that loops
-    #: ("please, please, please, ...") stops there instead of at 448 tokens.
+    #: stops there instead of at 448 tokens.
     tokens_per_s: float | None = 8.0
     #: Streaming steps decode one window (not a second one over the trailing pause).
     one_window: bool = True
@@ -93,16 +91,14 @@ class WhisperSettings:
     #: tone); None keeps every word. 0.3 s cut off the ends of fast speech (WER 0.18
     #: against 0.09 with 0.6 s on the 175 wpm passages).
     speech_margin_s: float | None = 0.6
-    #: Cut committed audio from the buffer at a pause once it is 4 s long (was 8 s): a
-    #: shorter buffer decodes faster, so more streams keep up, at the same word error rate.
-    trim: TrimPolicy = TrimPolicy(soft_s=4.0, anywhere_s=8.0, hard_s=12.0)  # noqa: RUF009
-
-    @classmethod
-    def before_issue_11(cls) -> WhisperSettings:
-        """The policy before issue 11: 0.8 s steps over full 30 s windows, no word filter,
-        a buffer of up to 8 s before a cut."""
-        return cls(step_s=0.8, encoder_pad_s=None, one_window=False, speech_margin_s=None,
-                   tokens_per_s=None, trim=TrimPolicy())
+    #: A word becomes final by agreement only once this much audio follows it.
+    settle_s: float = 0.0
+    #: A hypothesis that repeats a phrase more than speech does (:func:`.agreement.
+    #: find_loop`) is decoded again without context over a full window, and what still
+    #: loops is never made final. The last guard, not the cure: see whisper_window.
+    loop_guard: bool = True
+    #: How much committed audio the buffer keeps (see :class:`.agreement.TrimPolicy`).
+    trim: TrimPolicy = TrimPolicy()  # noqa: RUF009
 
 
 class WhisperEngine(Engine):
@@ -170,11 +166,16 @@ class WhisperEngine(Engine):
             return self._model
 
     def transcribe(self, audio: np.ndarray, offset: float, prompt: str,
-                   beam_size: int | None = None, flush: bool = True) -> list[Word]:
-        """Words in ``audio`` with stream times (``offset`` is the time of ``audio[0]``).
+                   beam_size: int | None = None, flush: bool = True,
+                   prefix: Sequence[Word] = (), full_window: bool = False,
+                   ) -> tuple[list[Word], list[Word]]:
+        """``prefix`` re-timed against ``audio``, and the words after it, in stream times
+        (``offset`` is the time of ``audio[0]``).
 
-        One window only if the settings say so; ``flush`` (finalize, end of stream) allows
-        retries at higher temperatures when a decode looks wrong.
+        ``prefix``: words already final whose audio starts ``audio`` (the decode is made
+        to begin with them). One window only if the settings say so; ``flush`` (finalize,
+        end of stream) allows retries at higher temperatures when a decode looks wrong;
+        ``full_window`` encodes all 30 s (the loop guard's second opinion).
         """
         began = time.perf_counter()
         st = self.settings
@@ -182,16 +183,19 @@ class WhisperEngine(Engine):
             st.tokens_per_s * len(audio) / SAMPLE_RATE)
         decoded = self.model().transcribe(
             audio, beam_size=beam_size or st.beam_size, prompt=prompt,
-            pad_s=st.encoder_pad_s, min_window_s=st.encoder_min_s,
+            prefix="".join(w.text for w in prefix),
+            pad_s=None if full_window else st.encoder_pad_s,
             one_window=st.one_window, max_new_tokens=most,
             # A streaming step is redone 0.4 s later: no retries at higher temperatures.
             fallback=flush or not st.one_window)
+        timed = [Word(w.text, offset + w.start, offset + w.end, w.probability)
+                 for w in decoded.prefix]
         words = [Word(w.text, offset + w.start, offset + w.end, w.probability)
-                 for w in decoded]
+                 for w in decoded.words]
         with self._stats_lock:
             self.decode_seconds += time.perf_counter() - began
             self.decodes += 1
-        return words
+        return timed, words
 
     @staticmethod
     def speech_spans(audio: np.ndarray) -> list[tuple[float, float]]:
@@ -230,10 +234,10 @@ class WhisperStream(EngineStream):
         self.buffer_start = 0.0           # stream time (s) of buffer[0]
         self.received = 0                 # samples received in total
         self.since_step = 0               # samples since the last decode
-        self.hypothesis: list[Word] = []  # the last step's uncommitted words
-        self.committed: list[Word] = []   # the last few committed words (for the seam)
-        self.prompt = ""                  # committed text before the buffer (context)
-        self._unprompted: list[Word] = []  # committed words whose audio is still buffered
+        self.hypothesis: list[Word] = []  # the last step's words after the fixed ones
+        self.fixed: list[Word] = []       # final words whose audio is still in the buffer
+        self.prompt = ""                  # final text before the buffer (context)
+        self.last_final: Word | None = None
         self.any_final = False
         self.utterance_open = False       # words committed since the last <end>
         # Like Soniox, tokens carry a language only when identification is asked for.
@@ -434,21 +438,19 @@ class WhisperStream(EngineStream):
             final, self.hypothesis = self.hypothesis, []
             self._cut(max(self.buffer_start, end_time - 0.3))
         else:
-            # Only text *before* the buffer is context: text inside it would make
-            # Whisper skip the audio it thinks it has already transcribed.
             beam = self.settings.final_beam_size if flush else self.settings.beam_size
-            heard = self._hear(self._speech_part(audio, spans), spans, beam, flush)
-            words = new_words(self._spoken(heard, spans), self.committed)
+            words, trusted = self._hear(self._speech_part(audio, spans), spans, beam, flush)
             if flush or self.settings.trim.must_flush(self.buffer_start, end_time):
                 final, self.hypothesis = words, []
             else:
-                n = agreed_prefix(self.hypothesis, words)
+                n = min(agreed_prefix(self.hypothesis, words), trusted,
+                        self._settled(words, end_time))
                 final, self.hypothesis = words[:n], words[n:]
             trailing = len(audio) / SAMPLE_RATE - spans[-1][1]
             if pause is not None or (not flush and trailing >= self.settings.endpoint_silence_s):
                 # The speaker paused: what was said is settled, and the audio before
                 # the pause need not be decoded again.
-                final, self.hypothesis = final + self.hypothesis, []
+                final, self.hypothesis = final + self.hypothesis[: trusted - len(final)], []
                 paused = True
                 if self.config.enable_endpoint_detection and (final or self.utterance_open):
                     events.append(Token(END_TOKEN, True))
@@ -458,9 +460,7 @@ class WhisperStream(EngineStream):
                 events.append(Token(FIN_TOKEN, True))
         if final and not events:
             self.utterance_open = True
-        start = self.buffer_start
-        pauses = [(start + a[1], start + b[0]) for a, b in itertools.pairwise(spans)]
-        return self._commit(final, events, end_time, clear=flush or paused, pauses=pauses), left
+        return self._commit(final, events, end_time, clear=flush or paused), left
 
     def _speech_part(self, audio: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
         """The buffer up to a little after the last speech the VAD heard.
@@ -476,8 +476,30 @@ class WhisperStream(EngineStream):
         return audio[: math.ceil((spans[-1][1] + margin) * SAMPLE_RATE)]
 
     def _hear(self, audio: np.ndarray, spans: list[tuple[float, float]], beam: int,
-              flush: bool) -> list[Word]:
-        """Whisper's words for the buffer, decoded one window at a time.
+              flush: bool) -> tuple[list[Word], int]:
+        """Whisper's words after the fixed ones, and how many of them may become final.
+
+        The fixed words (final, audio still buffered) are the decode's forced start, so
+        the words after them are new by construction, and the fixed words come back
+        re-timed against the audio (where the next cut may go). A hypothesis that loops
+        is decoded again without context over a full window; what still loops is cut
+        off and only the words before the loop may become final.
+        """
+        words = self._decode(audio, spans, beam, flush, self.prompt)
+        loop = self._loop_at(words, spans)
+        if loop is None:
+            return words, len(words)
+        logger.debug("decoder loop after %r; decoding again without context",
+                     "".join(w.text for w in words[:loop]))
+        again = self._decode(audio, spans, beam, flush, "", full_window=True)
+        second = self._loop_at(again, spans)
+        if second is None:
+            return again, len(again)
+        return again[:second], second
+
+    def _decode(self, audio: np.ndarray, spans: list[tuple[float, float]], beam: int,
+                flush: bool, prompt: str, full_window: bool = False) -> list[Word]:
+        """One decode of ``audio`` after the fixed words (see :meth:`_hear`).
 
         A flush must not stop at Whisper's first window when speech goes on after its
         last word, but the audio after that word is decoded again only where the VAD
@@ -485,24 +507,46 @@ class WhisperStream(EngineStream):
         where Whisper, given the sentence as context, said it again (measured: "Write
         your name at the top of the first page." twice at the end of a stream).
         """
-        words = self.engine.transcribe(audio, self.buffer_start, self.prompt, beam,
-                                       flush=flush)
+        timed, words = self.engine.transcribe(audio, self.buffer_start, prompt, beam,
+                                              flush=flush, prefix=self.fixed,
+                                              full_window=full_window)
+        if len(timed) == len(self.fixed):
+            self.fixed = [replace(f, start=t.start, end=t.end)
+                          for f, t in zip(self.fixed, timed, strict=True)]
+        words = self._spoken(words, spans)
         if not (flush and self.settings.one_window):
             return words
         for _ in range(3):
-            done = words[-1].end - self.buffer_start if words else 0.0
+            last = words[-1] if words else (timed[-1] if timed else None)
+            done = last.end - self.buffer_start if last else 0.0
             if not any(end > done + 0.5 for _start, end in spans):
                 break
             at = round(done * SAMPLE_RATE)
-            context = (self.prompt + "".join(w.text for w in words))[
+            context = (prompt + "".join(w.text for w in [*self.fixed, *words]))[
                 -self.settings.prompt_chars:]
-            more = [w for w in self.engine.transcribe(
-                audio[at:], self.buffer_start + at / SAMPLE_RATE, context, beam, flush=flush)
-                if not words or w.start >= words[-1].end - 0.05]
+            _, more = self.engine.transcribe(audio[at:], self.buffer_start + at / SAMPLE_RATE,
+                                             context, beam, flush=flush)
+            more = [w for w in self._spoken(more, spans) if last is None
+                    or w.start >= last.end - 0.05]
             if not more:
                 break
             words = [*words, *more]
         return words
+
+    def _settled(self, words: list[Word], end_time: float) -> int:
+        """How many leading words end ``settle_s`` before the audio does: Whisper's
+        guess for the last fraction of a second changes as the next words arrive."""
+        n = 0
+        while n < len(words) and words[n].end <= end_time - self.settings.settle_s:
+            n += 1
+        return n
+
+    def _loop_at(self, words: list[Word], spans: list[tuple[float, float]]) -> int | None:
+        if not self.settings.loop_guard or not words:
+            return None
+        heard_from = self.fixed[-1].end if self.fixed else self.buffer_start
+        seconds = self.buffer_start + spans[-1][1] - heard_from
+        return find_loop(words, seconds)
 
     def _spoken(self, words: list[Word], spans: list[tuple[float, float]]) -> list[Word]:
         """The words that start inside the speech the VAD heard (plus a margin).
@@ -530,25 +574,21 @@ class WhisperStream(EngineStream):
         return None
 
     def _commit(self, final: list[Word], events: list[Token], end_time: float,
-                clear: bool, pauses: list[tuple[float, float]]) -> EngineUpdate | None:
-        final = in_order(final, self.committed[-1].start if self.committed else None)
+                clear: bool) -> EngineUpdate | None:
+        final = in_order(final, self.last_final.start if self.last_final else None)
         tokens = to_tokens(final, is_final=True, first_in_stream=not self.any_final,
                            language=self.language)
         if final:
             self.any_final = True
-            self.committed = [*self.committed, *final][-8:]
-            self._unprompted.extend(final)
-        committed_end = self.committed[-1].end if self.committed else None
+            self.last_final = final[-1]
+            self.fixed = [*self.fixed, *final]
         if clear:
             self._cut(end_time)
-        else:
-            cut = self.settings.trim.cut_at(self.buffer_start, end_time, committed_end,
-                                            pauses)
-            if cut is not None:
-                self._cut(cut)
+        elif (cut := self.settings.trim.cut_at(self.buffer_start, self.fixed)) is not None:
+            self._cut(cut)
         nonfinal = to_tokens(self.hypothesis, is_final=False,
                              first_in_stream=not self.any_final, language=self.language)
-        done_ms = round((committed_end or 0.0) * 1000)
+        done_ms = round(self.last_final.end * 1000) if self.last_final else 0
         if clear:
             done_ms = round(end_time * 1000)
         return EngineUpdate(
@@ -559,20 +599,23 @@ class WhisperStream(EngineStream):
         )
 
     def _cut(self, at: float) -> None:
-        """Drop audio before stream time ``at`` from the buffer; its words become context."""
+        """Drop audio before stream time ``at``; the fixed words in it become context.
+
+        A fixed word belongs to the side of the cut that holds most of it (cuts fall in
+        pauses or between words, by times the last decode re-aligned).
+        """
         drop = round((at - self.buffer_start) * SAMPLE_RATE)
         drop = max(0, min(drop, len(self.buffer)))
         if drop:
             self.buffer = self.buffer[drop:].copy()
             self.buffer_start += drop / SAMPLE_RATE
-            self._committed_text_before(self.buffer_start)
-
-    def _committed_text_before(self, t: float) -> None:
-        # Every committed word whose audio left the buffer becomes context, in order
-        # (taking them from the 8-word seam list lost words when several steps committed
-        # a few words each before a cut). The list is as short as the buffer is.
-        moved = [w for w in self._unprompted if w.end <= t + 0.05]
-        if moved:
-            self._unprompted = self._unprompted[len(moved):]
-            self.prompt = (self.prompt + "".join(w.text for w in moved))[
+        n = len(self.fixed)
+        if len(self.buffer):
+            n = 0
+            while n < len(self.fixed) and (
+                    self.fixed[n].start + self.fixed[n].end) / 2 < self.buffer_start:
+                n += 1
+        gone, self.fixed = self.fixed[:n], self.fixed[n:]
+        if gone:
+            self.prompt = (self.prompt + "".join(w.text for w in gone))[
                 -self.settings.prompt_chars:]

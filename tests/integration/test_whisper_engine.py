@@ -170,8 +170,9 @@ async def test_no_words_after_the_speech_over_low_noise(server, tmp_path, kind):
 
 
 async def test_a_decode_of_noise_alone_invents_nothing(engine):
-    """Were the VAD to let a stretch of noise through, the decode sized to the audio hears
-    nothing in it (Whisper's full 30 s window made "You" of both with beam 5, measured)."""
+    """Were the VAD to let a stretch of noise through, a decode hears nothing in it
+    (Whisper's full 30 s window of the noise made "You" of both with beam 5, measured;
+    the engine encodes the noise and a silent rest of the window)."""
     from tests import noise
 
     hiss = noise.pink_noise(3.0, 16_000, -25.0).astype(np.float32)
@@ -179,7 +180,7 @@ async def test_a_decode_of_noise_alone_invents_nothing(engine):
     steps = [(engine.settings.beam_size, False), (engine.settings.final_beam_size, True)]
     for audio in (hiss, hum):
         for beam, flush in steps:  # a streaming step, and the decode at the end
-            words = engine.transcribe(audio, 0.0, "", beam, flush=flush)
+            _fixed, words = engine.transcribe(audio, 0.0, "", beam, flush=flush)
             assert words == [], (beam, flush)
 
 
@@ -190,7 +191,7 @@ async def test_a_short_buffer_decodes_without_looping(engine, two_sentences):
     from soniox_widget.audio import decode_file
 
     audio = decode_file(two_sentences)[: int(1.1 * 16_000)]  # 0.3 s lead + 0.8 s
-    words = engine.transcribe(audio, 0.0, "", engine.settings.beam_size, flush=False)
+    _fixed, words = engine.transcribe(audio, 0.0, "", engine.settings.beam_size, flush=False)
     assert len(words) <= 10 + engine.settings.tokens_per_s * 1.1
     assert len({w.text.strip(" ,.").lower() for w in words}) == len(words) or not words
 
@@ -321,8 +322,8 @@ async def test_thirty_minutes_stay_bounded(engine, two_sentences, record_propert
     assert late - early < 40, (
         f"RSS grew {late - early:.0f} MB after warm-up: not flat "
         f"(per minute: {[round(x) for x in samples]})")
-    # The state kept for the seam between buffers stays small however long the session.
-    assert len(s._unprompted) <= 100
+    # The committed words kept in the buffer stay few however long the session.
+    assert len(s.fixed) <= 100
     assert "".join(words).lower().count("station") >= 5
 
 

@@ -2,8 +2,8 @@ from soniox_widget.local.agreement import (
     TrimPolicy,
     Word,
     agreed_prefix,
+    find_loop,
     in_order,
-    new_words,
     to_tokens,
 )
 
@@ -21,16 +21,20 @@ def test_agreement_ignores_case_and_punctuation():
     assert agreed_prefix([], cur) == 0
 
 
-def test_new_words_drops_the_committed_seam_by_time_and_by_text():
-    committed = words("please send the report")  # ends at 1.9
-    # The next decode repeats the last two committed words with shifted times.
-    decode = [Word(" the", 1.05, 1.4), Word(" report", 1.7, 2.0), Word(" to", 2.1, 2.3),
-              Word(" my", 2.3, 2.5)]
-    assert [w.text for w in new_words(decode, committed)] == [" to", " my"]
-    # A new word that starts slightly before the committed end (timestamps wobble) stays.
-    wobble = [Word(" tomorrow", 1.75, 2.2)]
-    assert [w.text for w in new_words(wobble, committed)] == [" tomorrow"]
-    assert new_words(decode, []) == decode
+def test_a_decoder_loop_is_found_where_its_second_copy_starts():
+    loop = words("it was the age of the age of the age of the age of wisdom", step=0.2)
+    assert find_loop(loop, seconds=3.0) == 5          # keeps "it was the age of"
+    assert find_loop(words("please " * 6), seconds=3.0) == 1
+    # What people say twice, or a word three or four times, is speech.
+    assert find_loop(words("fail again fail again fail better"), seconds=3.0) is None
+    assert find_loop(words("hello hello hello hello how are you"), seconds=4.0) is None
+    assert find_loop(words("it was the best of times it was the worst of times"),
+                     seconds=4.0) is None
+    # More words than the audio can hold, even without a repeat, is not speech either.
+    many = words(" ".join(f"w{i}" for i in range(20)), step=0.05)
+    assert find_loop(many, seconds=1.0) == 9
+    assert find_loop(many, seconds=4.0) is None
+    assert find_loop([], seconds=0.0) is None
 
 
 def test_tokens_first_word_without_space_and_times_in_ms():
@@ -41,18 +45,15 @@ def test_tokens_first_word_without_space_and_times_in_ms():
     assert later[0].text == " again" and later[0].language == "en"
 
 
-def test_trim_policy_bounds_the_buffer():
-    p = TrimPolicy(soft_s=8, anywhere_s=12, hard_s=16)
-    pauses = [(3.0, 3.4), (6.5, 7.5)]
-    assert p.cut_at(0, 5, committed_end=4, pauses=pauses) is None   # short: keep context
-    assert p.cut_at(0, 9, committed_end=6, pauses=pauses) == 3.2    # in the committed pause
-    assert p.cut_at(0, 9, committed_end=8, pauses=pauses) == 7.0    # the latest one
-    assert p.cut_at(0, 9, committed_end=6) is None                  # no pause: wait...
-    assert p.cut_at(0, 13, committed_end=6) == 6                    # ...until it is long
-    assert p.cut_at(4, 13, committed_end=6, pauses=pauses) is None  # pause already cut
-    assert p.cut_at(4, 17, committed_end=6, pauses=pauses) == 6     # so, once it is long
-    assert p.cut_at(10, 19, committed_end=None) is None             # nothing committed yet
-    assert p.must_flush(0, 17) and not p.must_flush(0, 15)
+def test_trim_policy_keeps_a_second_of_committed_words_and_cuts_between_them():
+    p = TrimPolicy(keep_s=1.0, hard_s=12)
+    committed = words("one two three four five")  # 0.0-0.4, 0.5-0.9, ... 2.0-2.4
+    # The latest gap that leaves at least a second of committed words: after "two".
+    assert p.cut_at(0.0, committed) == 0.95
+    assert p.cut_at(0.95, committed) is None           # already cut there
+    assert p.cut_at(0.0, committed[:2]) is None        # less than a second: keep all
+    assert p.cut_at(0.0, committed[:1]) is None
+    assert p.must_flush(0, 12.5) and not p.must_flush(0, 11)
 
 
 def test_final_words_never_go_back_in_time():

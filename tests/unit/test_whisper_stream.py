@@ -26,9 +26,13 @@ def stand_in_engine(spans, words, settings=None):
         def speech_spans(self, audio):
             return list(spans)
 
-        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True):
+        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
+                       full_window=False):
+            # Whisper made to start with ``prefix`` returns it, then the words after it.
             end = offset + len(audio) / SR
-            return [w for w in words if w.end <= end]
+            heard = [w for w in words if w.end <= end]
+            after = prefix[-1].end - 1e-6 if prefix else float("-inf")
+            return list(prefix), [w for w in heard if w.start >= after]
 
     return StandIn(settings=settings)
 
@@ -77,13 +81,13 @@ async def test_a_word_whisper_invents_after_the_speech_is_not_emitted():
     assert [t.text for t in update.final] == ["one"]
 
 
-async def test_the_policy_before_issue_11_emitted_the_invented_words():
-    """The same case with the old policy: the check above is what removes them."""
+async def test_without_the_speech_margin_the_invented_words_were_emitted():
+    """The same case with the VAD filter off: the check above is what removes them."""
     from soniox_widget.local.whisper_engine import WhisperSettings
 
     words = [Word(" one", 0.1, 0.9), Word(" Thank", 2.0, 2.2), Word(" you.", 2.2, 2.4)]
     _stream, update, _ = await recognise([(0.1, 1.0)], words, 3.0, mode="end",
-                                         settings=WhisperSettings.before_issue_11())
+                                         settings=WhisperSettings(speech_margin_s=None))
     assert [t.text for t in update.final] == ["one", " Thank", " you."]
 
 
@@ -143,9 +147,10 @@ async def test_whisper_hears_the_buffer_only_until_just_after_the_speech():
         def speech_spans(self, audio):
             return [(0.1, 1.0)]
 
-        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True):
+        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
+                       full_window=False):
             lengths.append(len(audio) / SR)
-            return [Word(" one", 0.1, 0.9)]
+            return [], [Word(" one", 0.1, 0.9)]
 
     engine = Measuring()
     stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
