@@ -32,7 +32,11 @@ PROGRESS_AFTER_SECONDS = 10.0
 
 
 def audio_duration(path: Path) -> float | None:
-    """Seconds of audio in the file, or None if it cannot be told without decoding."""
+    """Seconds of audio in the file, or None if it cannot be told.
+
+    A recording made by a browser's MediaRecorder (webm/opus) has no duration in its
+    header; its packets' timestamps tell it without decoding the audio.
+    """
     if path.suffix.lower() == ".wav":
         try:
             with wave.open(str(path)) as w:
@@ -45,11 +49,29 @@ def audio_duration(path: Path) -> float | None:
         return None
     try:
         with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None  # not audio to PyAV (it guesses formats from any bytes)
             if container.duration:
                 return container.duration / 1_000_000
+            return _duration_of_packets(container)
     except Exception:  # unreadable here; the server will say what is wrong
         return None
-    return None
+
+
+def _duration_of_packets(container: Any) -> float | None:
+    """From the first audio packet's start to the last one's end (demuxed, not decoded)."""
+    stream = container.streams.audio[0]
+    first = last = None
+    for packet in container.demux(stream):
+        if packet.pts is None or packet.time_base is None:
+            continue
+        start = float(packet.pts * packet.time_base)
+        end = start + float((packet.duration or 0) * packet.time_base)
+        first = start if first is None else min(first, start)
+        last = end if last is None else max(last, end)
+    if first is None or last is None or last <= first:
+        return None
+    return last - first
 
 
 async def read_audio_file(file: Path) -> tuple[bytes, float | None]:
@@ -77,10 +99,10 @@ async def paced_chunks(data: bytes, seconds: float | None, pace: bool,
         seconds = len(data) / _FALLBACK_BYTES_PER_SECOND
         if pace:
             logger.warning("cannot tell the audio's duration; pacing it as 128 kb/s audio")
-    step = max(1024, int(len(data) / seconds * CHUNK_SECONDS))
+    per_second = len(data) / seconds
+    step = max(1024, int(per_second * CHUNK_SECONDS))
     loop = asyncio.get_running_loop()
     began = loop.time()
-    n = 0
     for i in range(0, len(data), step):
         if wait is not None:
             paused_at = loop.time()
@@ -90,8 +112,9 @@ async def paced_chunks(data: bytes, seconds: float | None, pace: bool,
         yield piece
         if on_progress is not None:
             on_progress(i + len(piece))
-        n += 1
-        delay = began + n * CHUNK_SECONDS - loop.time() if pace else 0.0
+        # Due when the audio in the bytes sent so far has played (a piece is at least
+        # 1 kB, which is more than 0.1 s of audio at low bit rates).
+        delay = began + (i + len(piece)) / per_second - loop.time() if pace else 0.0
         await asyncio.sleep(max(0.0, delay))
 
 

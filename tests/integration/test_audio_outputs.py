@@ -94,15 +94,18 @@ def test_browser_webm_written_as_recorded_and_as_wav(tmp_path, passage_wav, brow
 
 
 @needs_espeak
-@pytest.mark.parametrize("kind", ["wav", "live webm"])
+@pytest.mark.parametrize("kind", ["wav", "live webm", "unreadable"])
 def test_a_long_file_shows_a_progress_bar_and_closes_it(tmp_path, capsys, passage_wav,
                                                         browser_webm, kind):
+    seconds = speech.duration(passage_wav)
     if kind == "wav":
-        seconds = speech.duration(passage_wav)
         path, unit = passage_wav, f"{seconds:.1f}/{seconds:.1f} s of audio"
-    else:
-        path, unit = tmp_path / "take.webm", "B/s"  # no duration: the bar counts bytes
+    elif kind == "live webm":  # no duration in its header: its packets tell it
+        path, unit = tmp_path / "take.webm", f"/{seconds:.1f} s of audio"
         path.write_bytes(browser_webm)
+    else:  # no duration to be had: the bar counts bytes
+        path, unit = tmp_path / "take.raw", "B/s"
+        path.write_bytes(bytes(200_000))
     engine = ScriptedEngine(bytes_per_word=20_000)
     with LocalSonioxServer(engine) as server:
         t = transcribe_file(path, url=server.url, realtime=False, progress=True)
@@ -155,3 +158,25 @@ async def test_paced_chunks_reports_after_a_piece_is_taken_not_before():
     assert seen == [len(first)]
     await gen.aclose()
     await asyncio.sleep(0)
+
+
+async def test_a_browser_recording_is_paced_by_its_audio_not_its_bytes(tmp_path):
+    """MediaRecorder's webm/opus has no duration in its header; paced as 128 kb/s audio,
+    a 10 s recording at 32 kb/s went by in 4.2 s (issue 23). Its packets tell the
+    duration, and the file then takes as long as it plays."""
+    from soniox_widget.headless import audio_duration, read_audio_file
+    from tests import human_speech
+
+    clip, = human_speech.clips("ill_disposed_twice")
+    recording = tmp_path / "take.webm"
+    recording.write_bytes(speech.encode(clip.path, options={"live": "1"}))  # no duration
+    with av.open(str(recording)) as f:
+        assert f.duration is None
+    assert audio_duration(recording) == pytest.approx(clip.seconds, abs=0.05)
+    data, seconds = await read_audio_file(recording)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    async for _piece in paced_chunks(data, seconds, True):
+        pass
+    # A lower bound only: the pieces are never sent faster than the audio plays.
+    assert loop.time() - began >= clip.seconds - 0.2

@@ -1,0 +1,59 @@
+"""Recordings of people speaking (tests/data/speech, see its README) and how live
+recognition of them is judged: against what was said where that is known, else against
+the engine's own whole-file decode of the same audio."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests import speech
+
+FOLDER = Path(__file__).parent / "data" / "speech"
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    path: Path
+    reference: str | None  # what was said, if known
+
+    @property
+    def seconds(self) -> float:
+        import av
+
+        with av.open(str(self.path)) as f:
+            return f.duration / 1_000_000
+
+
+def clips(*names: str) -> list[Clip]:
+    """The clips (all, or those named), in name order."""
+    found = []
+    for path in sorted(FOLDER.glob("*.flac")):
+        if names and path.stem not in names:
+            continue
+        text = path.with_suffix(".txt")
+        found.append(Clip(path.stem, path, text.read_text().strip() if text.exists() else None))
+    return found
+
+
+def file_decode(engine, path: Path) -> str:
+    """The whole file in one offline decode: Whisper's full window, beam 5, as many
+    windows as it takes (faster-whisper's own way): what the model can do."""
+    from soniox_widget.audio import decode_file
+
+    decoded = engine.model().transcribe(decode_file(path), beam_size=5, pad_s=None,
+                                        one_window=False)
+    return "".join(w.text for w in decoded.words)
+
+
+def extra_repeats(text: str, reference: str, n: int = 3) -> int:
+    """Word triples that occur in ``text`` more often than in ``reference``, counted by
+    their surplus: a phrase written twice where it was said once adds its length."""
+    def triples(t: str) -> Counter:
+        w = speech.normalise(t)
+        return Counter(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+
+    have, want = triples(text), triples(reference)
+    return sum(c - want[g] for g, c in have.items() if c > want[g] and c > 1)
