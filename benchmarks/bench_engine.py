@@ -1,17 +1,24 @@
-"""Benchmark of the offline engine, through the real local server over 127.0.0.1.
+"""Benchmark of the offline engine's live transcript on people speaking, before and now.
 
-    .venv/bin/python benchmarks/bench_engine.py            # full run (~20 min on 2 cores)
-    .venv/bin/python benchmarks/bench_engine.py --quick    # fewer sentences and voices (~5 min)
-    .venv/bin/python benchmarks/bench_engine.py --now-only # skip the "before" policy
+    .venv/bin/python benchmarks/bench_engine.py             # every clip, before vs now (~15 min)
+    .venv/bin/python benchmarks/bench_engine.py --quick     # three short clips (~5 min)
+    .venv/bin/python benchmarks/bench_engine.py --rev REV   # "before" = the engine at git REV
+    .venv/bin/python benchmarks/bench_engine.py --now-only
 
-Runs the engine's streaming policy before issue 11 (``WhisperSettings.before_issue_11()``:
-0.8 s steps over full 30 s Whisper windows) and the current one side by side on the same
-speech, and prints one markdown table with both and their ratio: real-time factor,
-latency from the end of a word to its first non-final and its final token, how many
-real-time streams keep up at once, words invented after the speech over low noise, and
-word error rate of the streamed recognition (the same audio decoded offline in one piece,
-with Whisper's full window and beam 5, is the reference for what the model can do).
-Speech is made at run time by espeak-ng from benchmarks/sentences.txt.
+Each policy runs as a real local server process (``python -m soniox_widget.local``): "now"
+from this tree, "before" from ``git archive REV`` (default a12998d, the engine before
+issue 23). Every recording in tests/data/speech (people reading, talking, a sentence said
+twice; see its README) is sent to each at real-time pace in 120 ms webm/opus pieces, as
+the widget sends a microphone, and judged against what was said where that is known,
+else against the whole-file decode of the same audio (Whisper's full window, beam 5: what
+the model can do). Printed, as markdown, before and now side by side:
+
+- per clip: word error rate of the file decode and of each live run, phrases written more
+  often than said and than the file decode writes them (word triples in surplus), first
+  non-final and final latency (median, from the end of a word's audio);
+- real-time streams at once (the phone call, 1 to 5 at once): final latency and the most
+  audio left waiting; a stream keeps up while at most 3 s waits;
+- words invented after the speech, over 2 s of low noise after a clip.
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ import statistics
 import sys
 import tempfile
 import time
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,43 +37,65 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from echo_upstream import free_port  # noqa: E402
+from server_processes import Processes, extract_package  # noqa: E402
+
 from soniox_widget import SonioxConfig, Transcript, UpstreamSession  # noqa: E402
 from soniox_widget.audio import decode_file  # noqa: E402
-from soniox_widget.local import LocalSonioxServer  # noqa: E402
-from soniox_widget.local.whisper_engine import WhisperEngine, WhisperSettings  # noqa: E402
-from tests import noise, speech  # noqa: E402
+from soniox_widget.local.whisper_engine import WhisperEngine  # noqa: E402
+from tests import human_speech, noise, speech  # noqa: E402
 
 CHUNK_S = 0.12
-VOICES = [("en-us", 150), ("en-gb-x-rp", 140), ("en-us", 175), ("en-gb-x-rp", 165)]
-#: Latency goals of issue 11 (median, one stream).
+BEFORE = "a12998d"  # the engine before issue 23
+QUICK_CLIPS = ("jfk_ask_not", "ill_disposed_twice", "sense_and_sensibility_reading")
+CONCURRENCY_CLIP = "phone_call_two_voices"
+#: Goals of issue 23 (median, one stream).
 NONFINAL_GOAL_S = 0.7
 FINAL_GOAL_S = 1.5
-#: A real-time stream keeps up when the audio waiting for recognition stays under this:
-#: one that falls behind sees its backlog grow for as long as it lasts (33 s here).
+WER_MARGIN_GOAL = 0.03
+#: A real-time stream keeps up when the audio waiting for recognition stays under this.
 MAX_WAITING_S = 3.0
 #: A word that starts this long after the speech ended was invented.
 INVENTED_AFTER_S = 0.3
 
 
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+@dataclass(frozen=True)
+class Audio:
+    """A clip encoded like the browser's recorder, and what it is judged against."""
+
+    name: str
+    data: bytes
+    seconds: float
+    said: str          # the reference, or the file decode's text
+    file_wer: float    # the file decode against ``said`` (0 when it is the reference)
+    whole: str = ""    # the file decode's text
+    speech_end: float = 0.0
 
 
-async def stream_file(url: str, data: bytes, seconds: float, realtime: bool):
-    """Stream encoded audio in 120 ms pieces; return transcript and timed replies."""
-    pieces = speech.chunks(data, seconds, CHUNK_S)
+@dataclass
+class Run:
+    wer: dict[str, float] = field(default_factory=dict)
+    repeats: dict[str, int] = field(default_factory=dict)
+    nonfinal: dict[str, list[float]] = field(default_factory=dict)
+    final: dict[str, list[float]] = field(default_factory=dict)
+    text: dict[str, str] = field(default_factory=dict)
+    streams: list[tuple[int, float, float]] = field(default_factory=list)
+    invented: dict[str, int] = field(default_factory=dict)
+
+
+async def stream_live(url: str, audio: Audio):
+    """The clip in 120 ms pieces at real-time pace; the transcript and the timed replies."""
+    pieces = speech.chunks(audio.data, audio.seconds, CHUNK_S)
     events: list[tuple[float, object]] = []
     t = Transcript()
     async with UpstreamSession(SonioxConfig(), url=url, finish_timeout=120) as session:
         loop = asyncio.get_running_loop()
         start = loop.time()
 
-        async def feed():
+        async def feed() -> None:
             for i, piece in enumerate(pieces):
                 session.send_audio(piece)
-                if realtime:
-                    await asyncio.sleep(max(0.0, start + (i + 1) * CHUNK_S - loop.time()))
+                await asyncio.sleep(max(0.0, start + (i + 1) * CHUNK_S - loop.time()))
             session.end()
 
         feeder = asyncio.create_task(feed())
@@ -75,8 +103,7 @@ async def stream_file(url: str, data: bytes, seconds: float, realtime: bool):
             events.append((loop.time() - start, reply))
             t.apply(reply)
         await feeder
-        sent_done = len(pieces) * CHUNK_S if realtime else 0.0
-    return t, events, start, sent_done
+    return t, events
 
 
 def latencies(events) -> tuple[list[float], list[float]]:
@@ -100,253 +127,162 @@ def latencies(events) -> tuple[list[float], list[float]]:
     return to_nonfinal, to_final
 
 
-def processing_lag(events) -> float:
+def waiting(events) -> float:
     """The most audio (s) that had been sent at real-time pace but not yet recognised."""
     return max((at - reply.total_audio_proc_ms / 1000 for at, reply in events
                 if reply.total_audio_proc_ms and not reply.finished), default=0.0)
 
 
-def join_wavs(wavs: list[Path], out: Path) -> Path:
-    parts = [speech.pcm16(w) for w in wavs]
-    with wave.open(str(out), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(parts[0][1])
-        f.writeframes(b"".join(raw for raw, _rate in parts))
-    return out
-
-
-def offline_text(engine: WhisperEngine, wav: Path) -> str:
-    """The whole file in one offline decode: Whisper's full window, beam 5, as many
-    windows as it takes (faster-whisper's own way)."""
-    words = engine.model().transcribe(decode_file(wav), beam_size=5, pad_s=None,
-                                      one_window=False)
-    return "".join(w.text for w in words)
-
-
-@dataclass
-class Speech:
-    """The benchmark's audio, made once and shared by both policies."""
-
-    passages: list[tuple[str, int, str, Path, bytes, float]]
-    long_data: bytes
-    long_seconds: float
-    noisy: list[tuple[str, str, float, bytes, float]]  # kind, text, speech end, data, s
-    offline: dict[Path, str] = field(default_factory=dict)
-
-
-def make_speech(quick: bool, tmp: Path) -> Speech:
-    sentences = [s for s in (ROOT / "benchmarks" / "sentences.txt").read_text().split("\n")
-                 if s.strip()]
-    voices = VOICES[:2] if quick else VOICES
-    if quick:
-        sentences = sentences[:6]
-    # Passages of three sentences each, as 48 kHz speech, encoded like a browser would.
-    passages = []
-    for v, (voice, wpm) in enumerate(voices):
-        for i in range(0, len(sentences), 3):
-            text = " ".join(sentences[i : i + 3])
-            wav = speech.make_speech_wav(text, tmp / f"p{v}_{i}.wav", voice=voice, wpm=wpm,
-                                         lead_silence_s=0.3, tail_silence_s=1.0)
-            passages.append((voice, wpm, text, wav, speech.encode(wav),
-                             speech.duration(wav)))
-    # A stream that falls behind shows a lag that grows with its length: a long one.
-    long = join_wavs([p[3] for p in passages[: 1 if quick else 3]], tmp / "long.wav")
-    # Single sentences followed by 2 s of low noise (the same noise under the speech).
+def prepare(quick: bool, tmp: Path) -> tuple[list[Audio], Audio, list[Audio]]:
+    """The clips, the concurrency clip, and clips followed by low noise."""
+    engine = WhisperEngine()
+    clips = human_speech.clips(*QUICK_CLIPS) if quick else human_speech.clips()
+    out = []
+    for clip in clips:
+        whole = human_speech.file_decode(engine, clip.path)
+        said = clip.reference or whole
+        out.append(Audio(clip.name, speech.encode(clip.path), clip.seconds, said,
+                         speech.word_error_rate(said, whole), whole))
+    concurrent, = [a for a in out if a.name == CONCURRENCY_CLIP] or [
+        Audio(CONCURRENCY_CLIP, speech.encode(c.path), c.seconds, "", 0.0)
+        for c in human_speech.clips(CONCURRENCY_CLIP)]
+    # JFK's sentence, then 2 s of low noise (the same noise under the speech).
+    jfk, = human_speech.clips("jfk_ask_not")
+    samples = decode_file(jfk.path)
+    loud = np.nonzero(np.abs(samples) > 0.02)[0]
+    end = float(loud[-1]) / 16_000 if len(loud) else jfk.seconds
+    pcm = noise.int16(samples).tobytes()
     noisy = []
-    for i, text in enumerate(sentences[: 6 if quick else 12]):
-        wav = speech.make_speech_wav(text, tmp / f"s{i}.wav", lead_silence_s=0.3,
-                                     tail_silence_s=0.0)
-        pcm, rate = speech.pcm16(wav)
-        x = np.frombuffer(pcm, "<i2")
-        end = float(np.nonzero(np.abs(x) > 300)[0][-1]) / rate
-        total = len(x) / rate + 2.0
-        for kind, sound in (("pink noise at -45 dBFS", noise.pink_noise(total, rate, -45.0)),
-                            ("room tone at -48 dBFS", noise.room_tone(total, rate, -48.0))):
-            out = speech.write_wav(tmp / f"s{i}_{kind[:4]}.wav", noise.speech_then(pcm, sound),
-                                   rate)
-            noisy.append((kind, text, end, speech.encode(out), total))
-    return Speech(passages, speech.encode(long), speech.duration(long), noisy)
+    total = len(samples) / 16_000 + 2.0
+    for kind, sound in (("pink noise at -45 dBFS", noise.pink_noise(total, 16_000, -45.0)),
+                        ("room tone at -48 dBFS", noise.room_tone(total, 16_000, -48.0))):
+        wav = speech.write_wav(tmp / f"jfk_{kind[:4]}.wav", noise.speech_then(pcm, sound))
+        noisy.append(Audio(kind, speech.encode(wav), total, jfk.reference or "", 0.0,
+                           speech_end=end))
+    asyncio.run(engine.aclose())
+    return out, concurrent, noisy
 
 
-@dataclass(frozen=True)
-class Policy:
-    settings: WhisperSettings
-    cpu_threads: int = 2
-    num_workers: int = 1
-
-
-@dataclass
-class Result:
-    rtf: float = 0.0
-    nonfinal: list[float] = field(default_factory=list)
-    final: list[float] = field(default_factory=list)
-    wer: dict[tuple[str, int], list[float]] = field(default_factory=dict)
-    paced_wer: list[float] = field(default_factory=list)
-    concurrency: list[tuple[int, float, float, float]] = field(default_factory=list)
-    invented: dict[str, list[int]] = field(default_factory=dict)
-    noisy_wer: list[float] = field(default_factory=list)
-
-
-async def measure(policy: Policy, audio: Speech, quick: bool) -> Result:
-    engine = WhisperEngine(settings=policy.settings, cpu_threads=policy.cpu_threads,
-                           num_workers=policy.num_workers)
-    engine.model()  # load once, outside the measurements
-    r = Result()
-    try:
-        async with LocalSonioxServer(engine) as server:
-            # 1. WER, streamed as fast as the engine takes it; and the real-time factor.
-            audio_s = busy_s = 0.0
-            for voice, wpm, text, wav, data, seconds in audio.passages:
-                began = time.perf_counter()
-                t, _events, _start, _ = await stream_file(server.url, data, seconds, False)
-                busy_s += time.perf_counter() - began
-                audio_s += seconds
-                r.wer.setdefault((voice, wpm), []).append(
-                    speech.word_error_rate(text, t.final_text))
-                if wav not in audio.offline:
-                    audio.offline[wav] = offline_text(engine, wav)
-            r.rtf = busy_s / audio_s
-
-            # 2. Latency at real-time pace, one stream.
-            for _voice, _wpm, text, _wav, data, seconds in audio.passages[: 3 if quick else 6]:
-                t, events, _start, _ = await stream_file(server.url, data, seconds, True)
-                a, b = latencies(events)
-                r.nonfinal += a
-                r.final += b
-                r.paced_wer.append(speech.word_error_rate(text, t.final_text))
-
-            # 3. Words after the speech, over low noise (as fast as the engine takes it).
-            for kind, text, end, data, seconds in audio.noisy:
-                t, _e, _s, _ = await stream_file(server.url, data, seconds, False)
-                after = [tok for tok in t.final_tokens
-                         if tok.start_ms is not None
-                         and tok.start_ms / 1000 > end + INVENTED_AFTER_S]
-                r.invented.setdefault(kind, []).append(len(after))
-                r.noisy_wer.append(speech.word_error_rate(text, t.final_text))
-
-            # 4. Concurrent real-time streams.
-            for n in (1, 2, 3, 4) if quick else (1, 2, 3, 4, 5, 6):
-                results = await asyncio.gather(*[
-                    stream_file(server.url, audio.long_data, audio.long_seconds, True)
-                    for _ in range(n)])
-                finals = [x for _t, e, _s, _sent in results for x in latencies(e)[1]]
-                behind = max(processing_lag(e) for _t, e, _s, _sent in results)
-                after = max(e[-1][0] - sent for _t, e, _s, sent in results)
-                r.concurrency.append((n, statistics.median(finals), behind, after))
-    finally:
-        await engine.aclose()
+async def measure(url: str, clips: list[Audio], concurrent: Audio, noisy: list[Audio],
+                  most_streams: int) -> Run:
+    r = Run()
+    for audio in clips:
+        t, events = await stream_live(url, audio)
+        r.text[audio.name] = t.final_text
+        r.wer[audio.name] = speech.word_error_rate(audio.said, t.final_text)
+        r.repeats[audio.name] = human_speech.extra_repeats(t.final_text, audio.said,
+                                                          audio.whole)
+        r.nonfinal[audio.name], r.final[audio.name] = latencies(events)
+        print(f"  {audio.name}: WER {r.wer[audio.name]:.3f}", file=sys.stderr)
+    for n in range(1, most_streams + 1):
+        runs = await asyncio.gather(*[stream_live(url, concurrent) for _ in range(n)])
+        finals = [x for _t, e in runs for x in latencies(e)[1]]
+        r.streams.append((n, statistics.median(finals) if finals else float("nan"),
+                          max(waiting(e) for _t, e in runs)))
+        print(f"  {n} at once: waiting {r.streams[-1][2]:.2f} s", file=sys.stderr)
+    for audio in noisy:
+        t, _events = await stream_live(url, audio)
+        r.invented[audio.name] = sum(
+            1 for tok in t.final_tokens
+            if tok.start_ms is not None and tok.start_ms / 1000 > audio.speech_end
+            + INVENTED_AFTER_S)
     return r
 
 
-def keeps_up(behind: float) -> bool:
-    return behind <= MAX_WAITING_S
+def run_server(procs: Processes, root: Path) -> tuple[str, object]:
+    port = free_port()
+    proc = procs.start([sys.executable, "-m", "soniox_widget.local", "--port", str(port)],
+                       {"HF_HUB_OFFLINE": "1"}, port, root=root)
+    return f"ws://127.0.0.1:{port}/transcribe-websocket", proc
 
 
-def streams_that_keep_up(r: Result) -> int:
-    """The most streams at once with every smaller number keeping up as well."""
-    most = 0
-    for n, _final, behind, _after in r.concurrency:
-        if not keeps_up(behind):
-            break
-        most = n
-    return most
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
-def report(results: dict[str, Result], policies: dict[str, Policy], audio: Speech,
-           quick: bool) -> None:
-    names = list(results)
-    cols = " | ".join(names)
-    ratio = len(names) == 2
-    head = f"| measure | {cols} |" + (f" {names[1]} / {names[0]} |" if ratio else "")
-    rule = "|---|" + "---|" * len(names) + ("---|" if ratio else "")
-
-    def row(label: str, values: list[float], fmt: str = "{:.2f}", unit: str = "") -> None:
-        cells = " | ".join(fmt.format(v) + unit for v in values)
-        extra = ""
-        if ratio:
-            extra = f" {values[1] / values[0]:.2f}x |" if values[0] else " n/a |"
-        print(f"| {label} | {cells} |{extra}")
-
-    audio_s = sum(p[5] for p in audio.passages)
-    print(f"\n#### Offline engine benchmark ({'quick' if quick else 'full'}: "
-          f"{audio_s:.0f} s in {len(audio.passages)} passages; faster-whisper tiny.en "
-          "int8, greedy while streaming, beam 5 at the end; "
-          + "; ".join(f"{n}: {p.cpu_threads} CPU threads, {p.num_workers} decoder workers"
-                      for n, p in policies.items()) + ")\n")
-    print(head)
-    print(rule)
-    rs = [results[n] for n in names]
-    row("real-time factor, one stream as fast as possible", [r.rtf for r in rs])
-    row(f"first non-final after the word ends, median (goal ≤ {NONFINAL_GOAL_S} s)",
-        [statistics.median(r.nonfinal) for r in rs], unit=" s")
-    row("first non-final after the word ends, p95", [pct(r.nonfinal, 0.95) for r in rs],
-        unit=" s")
-    row(f"final after the word ends, median (goal ≤ {FINAL_GOAL_S} s)",
-        [statistics.median(r.final) for r in rs], unit=" s")
-    row("final after the word ends, p95", [pct(r.final, 0.95) for r in rs], unit=" s")
-    row("real-time streams that keep up at once (of "
-        f"{len(rs[0].concurrency)} tried)",
-        [streams_that_keep_up(r) for r in rs],
-        fmt="{:d}")
-    for kind in rs[0].invented:
-        row(f"words invented after the speech, {kind} (in {len(rs[0].invented[kind])} "
-            "sentences)", [sum(r.invented[kind]) for r in rs], fmt="{:d}")
-    for voice, wpm in rs[0].wer:
-        row(f"WER streamed, {voice} {wpm} wpm ({len(rs[0].wer[(voice, wpm)])} passages)",
-            [statistics.mean(r.wer[(voice, wpm)]) for r in rs], fmt="{:.3f}")
-    row("**WER streamed, all passages**",
-        [statistics.mean(x for v in r.wer.values() for x in v) for r in rs], fmt="{:.3f}")
-    row(f"WER streamed at real-time pace ({len(rs[0].paced_wer)} passages)",
-        [statistics.mean(r.paced_wer) for r in rs], fmt="{:.3f}")
-    row(f"WER streamed, sentences + 2 s of noise ({len(rs[0].noisy_wer)})",
-        [statistics.mean(r.noisy_wer) for r in rs], fmt="{:.3f}")
-    offline = statistics.mean(speech.word_error_rate(p[2], audio.offline[p[3]])
-                              for p in audio.passages)
-    print(f"\nWER of the same passages decoded offline in one piece (Whisper's full window, "
-          f"beam 5): {offline:.3f}.")
-    print("\n| real-time streams at once | " + " | ".join(
-        f"{n}: final median / most audio waiting / `finished` after the end" for n in names)
-        + " |")
-    print("|---|" + "---|" * len(names))
-    for i, (n, *_rest) in enumerate(rs[0].concurrency):
+def report(runs: dict[str, Run], clips: list[Audio], concurrent: Audio,
+           noisy: list[Audio], quick: bool) -> None:
+    names = list(runs)
+    total = sum(a.seconds for a in clips)
+    print(f"\n#### Offline engine, live on people speaking ({'quick' if quick else 'full'}: "
+          f"{len(clips)} clips, {total:.0f} s; 120 ms webm/opus pieces at real-time pace; "
+          "faster-whisper tiny.en int8, 2 CPU threads; "
+          + ", ".join(f"{n}: {'this tree' if n == 'now' else 'git ' + n.split()[-1]}"
+                      for n in names) + ")\n")
+    print("| clip | seconds | WER file decode | " + " | ".join(
+        f"WER live {n} | repeated {n} | non-final / final {n}" for n in names) + " |")
+    print("|---|---|---|" + "---|---|---|" * len(names))
+    for a in clips:
         cells = []
-        for r in rs:
-            _n, final, behind, after = r.concurrency[i]
-            verdict = "keeps up" if keeps_up(behind) else "falls behind"
-            cells.append(f"{final:.2f} s / {behind:.2f} s / {after:.2f} s ({verdict})")
-        print(f"| {n} | " + " | ".join(cells) + " |")
-    print(f"\nA stream keeps up when at most {MAX_WAITING_S} s of its audio ever waits for "
-          f"recognition ({audio.long_seconds:.1f} s streams, 120 ms webm/opus pieces at "
-          "real-time pace); the final latency shows what that costs in words' delay.")
+        for n in names:
+            r = runs[n]
+            cells += [f"{r.wer[a.name]:.3f}", f"{r.repeats[a.name]}",
+                      f"{med(r.nonfinal[a.name]):.2f} / {med(r.final[a.name]):.2f} s"]
+        print(f"| {a.name} | {a.seconds:.1f} | {a.file_wer:.3f} | " + " | ".join(cells) + " |")
+    print("\nWER against what was said; for clips without a transcript (the two dialogues) "
+          "against the file decode, whose WER is then 0 by definition.")
+    for n in names:
+        r = runs[n]
+        worst = max(r.wer[a.name] - a.file_wer for a in clips)
+        nf = med([x for v in r.nonfinal.values() for x in v])
+        f = med([x for v in r.final.values() for x in v])
+        print(f"\n{n}: live WER - file WER at most **{worst:+.3f}** (goal ≤ "
+              f"+{WER_MARGIN_GOAL}); phrases repeated {sum(r.repeats.values())}; "
+              f"first non-final {nf:.2f} s (goal ≤ {NONFINAL_GOAL_S}), final {f:.2f} s "
+              f"(goal ≤ {FINAL_GOAL_S}), medians over all words.")
+    print(f"\n| real-time streams at once ({concurrent.name}, {concurrent.seconds:.0f} s) | "
+          + " | ".join(f"{n}: final median / most audio waiting" for n in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for i, (k, *_rest) in enumerate(runs[names[0]].streams):
+        cells = []
+        for n in names:
+            _k, final, behind = runs[n].streams[i]
+            verdict = "keeps up" if behind <= MAX_WAITING_S else "falls behind"
+            cells.append(f"{final:.2f} s / {behind:.2f} s ({verdict})")
+        print(f"| {k} | " + " | ".join(cells) + " |")
+    print("\n| words invented after the speech (jfk_ask_not, then 2 s of) | "
+          + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for a in noisy:
+        print(f"| {a.name} | " + " | ".join(str(runs[n].invented[a.name]) for n in names)
+              + " |")
+    print("\nThe texts:\n")
+    for a in clips:
+        print(f"- **{a.name}** said: {a.said}")
+        for n in names:
+            print(f"  - {n}: {runs[n].text[a.name]}")
 
 
-async def main(quick: bool, now_only: bool, threads: bool) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="soniox-bench-"))
-    audio = make_speech(quick, tmp)
-    policies = {"now": Policy(WhisperSettings())}
-    if threads:
-        policies = {"now, 2 threads x 1 worker": Policy(WhisperSettings(), 2, 1),
-                    "now, 1 thread x 2 workers": Policy(WhisperSettings(), 1, 2)}
-    elif not now_only:
-        policies = {"before (issue 11)": Policy(WhisperSettings.before_issue_11()),
-                    **policies}
-    results = {}
-    for name, policy in policies.items():
-        began = time.perf_counter()
-        results[name] = await measure(policy, audio, quick)
-        print(f"[{name}: measured in {time.perf_counter() - began:.0f} s]", file=sys.stderr)
-    report(results, policies, audio, quick)
-
-
-if __name__ == "__main__":
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--now-only", action="store_true",
-                        help="measure the current policy only (no side-by-side ratio)")
-    parser.add_argument("--threads", action="store_true",
-                        help="compare the current policy with 2 threads x 1 worker and 1 thread "
-                        "x 2 workers instead")
+    parser.add_argument("--rev", default=BEFORE,
+                        help=f"the 'before' engine's git revision (default {BEFORE})")
+    parser.add_argument("--now-only", action="store_true")
     args = parser.parse_args()
-    asyncio.run(main(args.quick, args.now_only, args.threads))
+    tmp = Path(tempfile.mkdtemp(prefix="soniox-bench-"))
+    clips, concurrent, noisy = prepare(args.quick, tmp)
+    most = 3 if args.quick else 5
+    procs = Processes()
+    runs: dict[str, Run] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_engine_rev_") as old_root:
+            roots = {"now": ROOT}
+            if not args.now_only:
+                extract_package(args.rev, Path(old_root))
+                roots = {f"before {args.rev}": Path(old_root), **roots}
+            for name, root in roots.items():
+                began = time.perf_counter()
+                print(f"{name} ...", file=sys.stderr)
+                url, proc = run_server(procs, root)
+                runs[name] = asyncio.run(measure(url, clips, concurrent, noisy, most))
+                procs.stop(proc)
+                print(f"[{name}: {time.perf_counter() - began:.0f} s]", file=sys.stderr)
+    finally:
+        procs.stop_all()
+    report(runs, clips, concurrent, noisy, args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -50,15 +50,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import os
 import signal
-import socket
 import struct
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -66,6 +62,7 @@ from pathlib import Path
 
 import echo_upstream
 from echo_upstream import free_port
+from server_processes import Processes, cpu_seconds, extract_package
 from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +74,6 @@ SAT_CLIENTS = 4
 RT_CLIENTS = 50
 START_MESSAGE = json.dumps({"api_key": "bench-key", "audio_format": "auto",
                             "model": "stt-rt-preview"})
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PATHS = ["direct", "guide", "ours", "ours-asyncio", "ours-deflate", "bare", "ours-rev"]
 # How each of this project's variants is started (besides port, limits and no idle timeout).
 VARIANTS = {
@@ -115,66 +111,6 @@ def frame_reply(tokens: int) -> echo_upstream.Reply:
 
 
 # -- processes ------------------------------------------------------------------------------
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout:g} s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc/PID/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
-class Processes:
-    """Starts subprocesses in a scratch directory (so no .env is read) and stops them all."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen] = []
-        self.cwd = tempfile.mkdtemp(prefix="bench_proxy_")
-
-    def start(self, args: list[str], env: dict[str, str], port: int,
-              root: Path = ROOT) -> subprocess.Popen:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SONIOX_")}
-        full_env.update(env, PYTHONPATH=str(root))
-        proc = subprocess.Popen(args, env=full_env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.procs.append(proc)
-        try:
-            wait_for_port(port, proc)
-        except RuntimeError:
-            self.stop(proc)
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-            raise RuntimeError(f"could not start {args}:\n{err}") from None
-        return proc
-
-    def stop(self, proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        if proc.stderr:
-            proc.stderr.close()
-        if proc in self.procs:
-            self.procs.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in list(self.procs):
-            self.stop(proc)
-        with contextlib.suppress(OSError):
-            os.rmdir(self.cwd)
-
 
 # -- clients --------------------------------------------------------------------------------
 
@@ -421,7 +357,7 @@ def main() -> None:
 
         if "ours-rev" in paths:
             with tempfile.TemporaryDirectory(prefix="bench_proxy_rev_") as old_root:
-                _extract_package(args.rev, Path(old_root))
+                extract_package(args.rev, Path(old_root))
                 port = free_port()
                 old = procs.start([sys.executable, "-m", "soniox_widget.proxy",
                                    "--port", str(port), "--max-sessions", str(RT_CLIENTS * 2),
@@ -433,14 +369,6 @@ def main() -> None:
     finally:
         procs.stop_all()
     report(results, sat_s, rt_s, args.quick, args.reply_tokens, args.rev)
-
-
-def _extract_package(rev: str, into: Path) -> None:
-    """The ``soniox_widget`` package as it was at git revision ``rev``, under ``into``."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev,
-                              "soniox_widget"], check=True, capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
 
 
 def report(results, sat_s: float, rt_s: float, quick: bool, reply_tokens: int,

@@ -40,20 +40,28 @@ def clips(*names: str) -> list[Clip]:
 
 def file_decode(engine, path: Path) -> str:
     """The whole file in one offline decode: Whisper's full window, beam 5, as many
-    windows as it takes (faster-whisper's own way): what the model can do."""
+    windows as it takes: what the model can do. Without faster-whisper's retries at
+    higher temperatures, which sample, so the same file always gives the same text."""
     from soniox_widget.audio import decode_file
 
     decoded = engine.model().transcribe(decode_file(path), beam_size=5, pad_s=None,
-                                        one_window=False)
+                                        one_window=False, fallback=False)
     return "".join(w.text for w in decoded.words)
 
 
-def extra_repeats(text: str, reference: str, n: int = 3) -> int:
-    """Word triples that occur in ``text`` more often than in ``reference``, counted by
-    their surplus: a phrase written twice where it was said once adds its length."""
+def extra_repeats(text: str, *allowed: str, n: int = 3) -> int:
+    """Word triples that occur in ``text`` more often than in any of ``allowed`` (what
+    was said, the file decode's text), counted by their surplus: a phrase written
+    twice where it was said once adds its length. A misheard phrase that was really
+    said twice ("old sposed young man" for "ill disposed ...") is no surplus when the
+    file decode hears it the same way."""
     def triples(t: str) -> Counter:
         w = speech.normalise(t)
         return Counter(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
 
-    have, want = triples(text), triples(reference)
-    return sum(c - want[g] for g, c in have.items() if c > want[g] and c > 1)
+    have = triples(text)
+    most = Counter()
+    for t in allowed:
+        for g, c in triples(t).items():
+            most[g] = max(most[g], c)
+    return sum(c - most[g] for g, c in have.items() if c > most[g] and c > 1)

@@ -271,3 +271,52 @@ def test_a_busy_cell_loses_no_audio(lab, speech_wav, tmp_path):
     assert browser_bytes > 5000  # more than 4 s of audio at 32 kb/s
     assert result["server_bytes"] == browser_bytes
     assert result["final_text"] == result["expected"] != ""
+
+
+@pytest.fixture(scope="module")
+def human_wav(tmp_path_factory):
+    """JFK's "ask not ..." (a person, not espeak-ng) and 6 s of silence, as a 48 kHz WAV
+    for the fake microphone (which loops its file: the silence keeps one copy per take)."""
+    import numpy as np
+
+    from soniox_widget.audio import decode_file
+    from tests import human_speech
+    from tests.speech import write_wav
+
+    clip, = human_speech.clips("jfk_ask_not")
+    samples = np.concatenate([np.zeros(8000, np.float32), decode_file(clip.path),
+                              np.zeros(6 * 16000, np.float32)])
+    at_48k = np.repeat(samples, 3)  # 16 -> 48 kHz; the browser filters it again anyway
+    pcm = (np.clip(at_48k, -1, 1) * 32767).astype("<i2").tobytes()
+    path = write_wav(tmp_path_factory.mktemp("human") / "jfk.wav", pcm, 48000)
+    return path, clip
+
+
+def test_a_person_speaking_is_written_once_in_jupyterlab(lab, human_wav, tmp_path):
+    """Issue 23: live on the offline engine, a person's speech was written again and
+    again ("Fail again." five times). The recorder in JupyterLab, the fake microphone
+    playing JFK's sentence: the page shows it once, as well as the file decode has it."""
+    from soniox_widget.local.whisper_engine import WhisperEngine
+    from tests import human_speech
+    from tests.speech import word_error_rate
+
+    wav, clip = human_wav
+    name = lab.write_notebook("person.ipynb", [
+        "from soniox_widget import SonioxRecorder\nrec = SonioxRecorder()\nrec",
+        "RESULT = 'person.json'\n" + REPORT_CELL,
+    ])
+    with chromium(wav, tmp=tmp_path) as context:
+        page = open_notebook(context, lab, name)
+        run_cell(page, 0)
+        page.wait_for_selector(".jp-OutputArea-output .soniox-recorder", timeout=60_000)
+        record_for(page, 14_000)  # 0.5 s lead, 11 s of speech, then silence
+        shown = page.inner_text(".jp-OutputArea-output .soniox-final").strip()
+        run_cell(page, 1)
+        result = read_result(lab, "person.json")
+
+    assert result["error"] == "" and shown == result["final_text"].strip()
+    engine = WhisperEngine()
+    whole = human_speech.file_decode(engine, clip.path)
+    assert human_speech.extra_repeats(shown, clip.reference, whole) == 0, shown
+    assert word_error_rate(clip.reference, shown) <= (
+        word_error_rate(clip.reference, whole) + 0.15), (shown, whole)

@@ -70,7 +70,7 @@ async def test_live_is_as_good_as_the_file_decode(engine, name):
     live_wer = speech.word_error_rate(said, t.final_text)
     file_wer = speech.word_error_rate(said, whole)
     assert live_wer <= file_wer + MARGIN, (t.final_text, whole)
-    assert human_speech.extra_repeats(t.final_text, said) == 0, t.final_text
+    assert human_speech.extra_repeats(t.final_text, said, whole) == 0, t.final_text
 
 
 async def test_a_sentence_said_twice_is_written_twice(engine):
