@@ -219,6 +219,8 @@ class WhisperStream(EngineStream):
 
     #: Decoded audio allowed to wait for recognition before push_audio waits.
     max_pending_s = 30.0
+    #: Fixed words re-timed this much later than before were matched to a repeat.
+    MOVED_S = 0.5
 
     def __init__(self, engine: WhisperEngine, config: SonioxConfig) -> None:
         super().__init__()
@@ -515,7 +517,20 @@ class WhisperStream(EngineStream):
         timed, words = self.engine.transcribe(audio, self.buffer_start, prompt, beam,
                                               flush=flush, prefix=self.fixed,
                                               full_window=full_window)
-        if len(timed) == len(self.fixed):
+        if self.fixed and timed and timed[-1].end > self.fixed[-1].end + self.MOVED_S:
+            # The forced words were placed on a later stretch that says the same again
+            # (a sentence said twice): the decoder then ends after it and the repeat is
+            # lost. Decode what follows the fixed words, by their own times, instead.
+            logger.debug("prefix %r moved %.2f s later; decoding after it",
+                         "".join(w.text for w in self.fixed), timed[-1].end -
+                         self.fixed[-1].end)
+            at = round((self.fixed[-1].end - self.buffer_start) * SAMPLE_RATE)
+            context = (prompt + "".join(w.text for w in self.fixed))[
+                -self.settings.prompt_chars:]
+            timed, words = [], self.engine.transcribe(
+                audio[at:], self.buffer_start + at / SAMPLE_RATE, context, beam,
+                flush=flush, full_window=full_window)[1]
+        elif len(timed) == len(self.fixed):
             self.fixed = [replace(f, start=t.start, end=t.end)
                           for f, t in zip(self.fixed, timed, strict=True)]
         words = self._spoken(words, spans)

@@ -25,7 +25,7 @@ pytestmark = [
 CHUNK_S = 0.12
 #: Live may make this many more errors per word than the file decode (the benchmark's
 #: goal is 0.03; a looping policy made 0.9-1.5 more).
-MARGIN = 0.12
+MARGIN = 0.2
 
 
 @pytest.fixture(scope="module")
