@@ -6,6 +6,8 @@ the step/pause logic can be set up exactly.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -171,3 +173,78 @@ async def test_every_committed_word_becomes_context_once_its_audio_is_cut():
     assert [t.text.strip() for t in update.final][:12] == [f"w{i}" for i in range(12)]
     # The pause ended the utterance and the buffer was cut: all twelve are context now.
     assert stream.prompt == "".join(w.text for w in words)
+
+
+async def test_fixed_words_placed_on_a_later_repeat_are_not_trusted():
+    """A sentence said twice: made to start with the first copy's words, the decoder
+    may place them on the second copy and end there, losing it. The stream notices the
+    words moved and decodes what follows them by their own times."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    first = [Word(" he", 0.1, 0.3), Word(" left", 0.4, 0.8)]
+    second = [Word(" he", 1.3, 1.5), Word(" left", 1.6, 2.0)]
+    calls: list[tuple[float, str]] = []
+
+    class Repeats(type(stand_in_engine([], []))):
+        def speech_spans(self, audio):
+            return [(0.1, 0.8), (1.3, 2.0)]
+
+        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
+                       full_window=False):
+            calls.append((round(offset, 3), prompt))
+            if prefix:  # the forced words, matched to the second copy: nothing after
+                return [replace(p, start=s.start, end=s.end)
+                        for p, s in zip(prefix, second, strict=True)], []
+            return [], [w for w in second if w.start >= offset]
+
+    engine = Repeats()
+    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
+                                                num_channels=1))
+    try:
+        stream.buffer = np.zeros(round(2.3 * SR), dtype=np.float32)
+        stream.fixed = list(first)
+        update, _ = stream._recognise("end")
+    finally:
+        await stream.aclose()
+        await engine.aclose()
+    assert [t.text for t in update.final] == ["he", " left"]  # the second copy
+    assert [t.start_ms for t in update.final] == [1300, 1600]
+    assert calls[1] == (0.8, " he left")  # after the fixed words, with them as context
+
+
+@pytest.mark.parametrize("second_opinion_loops", [False, True])
+async def test_a_looping_decode_is_redone_without_context_and_never_made_final(
+        second_opinion_loops):
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    looped = [Word(t, 0.1 + 0.1 * i, 0.2 + 0.1 * i)
+              for i, t in enumerate([" it", " was", *[" the", " age", " of"] * 5])]
+    clean = [Word(" it", 0.1, 0.4), Word(" was", 0.5, 0.8), Word(" the", 0.9, 1.0),
+             Word(" age", 1.1, 1.4), Word(" of", 1.5, 1.6), Word(" wisdom", 1.7, 2.2)]
+    asked: list[tuple[str, bool]] = []
+
+    class Loops(type(stand_in_engine([], []))):
+        def speech_spans(self, audio):
+            return [(0.1, 2.2)]
+
+        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
+                       full_window=False):
+            asked.append((prompt, full_window))
+            return [], looped if second_opinion_loops or not full_window else clean
+
+    engine = Loops()
+    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
+                                                num_channels=1))
+    try:
+        stream.buffer = np.zeros(round(2.4 * SR), dtype=np.float32)
+        stream.prompt = "Earlier words."
+        update, _ = stream._recognise("end")
+    finally:
+        await stream.aclose()
+        await engine.aclose()
+    assert asked == [("Earlier words.", False), ("", True)]
+    texts = [t.text.strip() for t in update.final]
+    if second_opinion_loops:
+        assert texts == ["it", "was", "the", "age", "of"]  # up to the loop, not the loop
+    else:
+        assert texts == ["it", "was", "the", "age", "of", "wisdom"]
