@@ -4,11 +4,15 @@ the engine's own whole-file decode of the same audio."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from soniox_widget import SonioxConfig, Transcript, UpstreamSession
 from tests import speech
+
+CHUNK_S = 0.12
 
 FOLDER = Path(__file__).parent / "data" / "speech"
 
@@ -65,3 +69,29 @@ def extra_repeats(text: str, *allowed: str, n: int = 3) -> int:
         for g, c in triples(t).items():
             most[g] = max(most[g], c)
     return sum(c - most[g] for g, c in have.items() if c > most[g] and c > 1)
+
+
+async def stream_live(url: str, data: bytes, seconds: float) -> tuple[Transcript, list]:
+    """Encoded audio as a browser sends a microphone: pieces of 120 ms at real-time
+    pace. The transcript, and each reply with the seconds since the first piece."""
+    pieces = speech.chunks(data, seconds, CHUNK_S)
+    events: list[tuple[float, object]] = []
+    t = Transcript()
+    async with UpstreamSession(SonioxConfig(), url=url, finish_timeout=120) as session:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def feed() -> None:
+            for i, piece in enumerate(pieces):
+                session.send_audio(piece)
+                await asyncio.sleep(max(0.0, start + (i + 1) * CHUNK_S - loop.time()))
+            session.end()
+
+        feeder = asyncio.create_task(feed())
+        try:
+            async for reply in session.replies():
+                events.append((loop.time() - start, reply))
+                t.apply(reply)
+        finally:
+            await asyncio.gather(feeder, return_exceptions=True)
+    return t, events

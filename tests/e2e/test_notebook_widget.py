@@ -72,6 +72,15 @@ def wait_status(page, status: str, timeout_ms: int = 60_000) -> None:
                            timeout=timeout_ms)
 
 
+def recorder_notebook(lab, stem: str) -> str:
+    """A notebook: a SonioxRecorder on the default engine, then a cell that writes what
+    kernel and server saw to ``STEM.json`` (read with ``read_result``)."""
+    return lab.write_notebook(f"{stem}.ipynb", [
+        "from soniox_widget import SonioxRecorder\nrec = SonioxRecorder()\nrec",
+        f"RESULT = '{stem}.json'\n" + REPORT_CELL,
+    ])
+
+
 def test_speak_and_see_the_transcript_in_page_and_kernel(lab, speech_wav, tmp_path):
     speak_and_check(lab, speech_wav, tmp_path, "widget")
 
@@ -86,10 +95,7 @@ def speak_and_check(lab, speech_wav, tmp_path, shot: str) -> None:
     from tests.speech import word_error_rate
 
     wav, spoken = speech_wav
-    name = lab.write_notebook("speak.ipynb", [
-        "from soniox_widget import SonioxRecorder\nrec = SonioxRecorder()\nrec",
-        "RESULT = 'speak.json'\n" + REPORT_CELL,
-    ])
+    name = recorder_notebook(lab, "speak")
     with chromium(wav, tmp=tmp_path) as context:
         page = open_notebook(context, lab, name)
         run_cell(page, 0)
@@ -301,10 +307,7 @@ def test_a_person_speaking_is_written_once_in_jupyterlab(lab, human_wav, tmp_pat
     from tests.speech import word_error_rate
 
     wav, clip = human_wav
-    name = lab.write_notebook("person.ipynb", [
-        "from soniox_widget import SonioxRecorder\nrec = SonioxRecorder()\nrec",
-        "RESULT = 'person.json'\n" + REPORT_CELL,
-    ])
+    name = recorder_notebook(lab, "person")
     with chromium(wav, tmp=tmp_path) as context:
         page = open_notebook(context, lab, name)
         run_cell(page, 0)

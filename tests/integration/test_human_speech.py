@@ -9,11 +9,9 @@ file may differ. The benchmark (benchmarks/bench_engine.py) holds the tighter go
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from soniox_widget import SonioxConfig, Transcript, UpstreamSession
+from soniox_widget import Transcript
 from soniox_widget.local import LocalSonioxServer, local_engine_available
 from tests import human_speech, speech
 
@@ -22,7 +20,6 @@ pytestmark = [
     pytest.mark.skipif(not local_engine_available(), reason="needs soniox-widget[local]"),
 ]
 
-CHUNK_S = 0.12
 #: Live may make this many more errors per word than the file decode (the benchmark's
 #: goal is 0.03; a looping policy made 0.9-1.5 more).
 MARGIN = 0.2
@@ -37,25 +34,7 @@ def engine():
 
 async def live(url: str, clip: human_speech.Clip) -> Transcript:
     """The clip as a browser sends it: webm/opus pieces of 120 ms at real-time pace."""
-    seconds = clip.seconds
-    pieces = speech.chunks(speech.encode(clip.path), seconds, CHUNK_S)
-    t = Transcript()
-    async with UpstreamSession(SonioxConfig(), url=url, finish_timeout=60) as session:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-
-        async def feed() -> None:
-            for i, piece in enumerate(pieces):
-                session.send_audio(piece)
-                await asyncio.sleep(max(0.0, start + (i + 1) * CHUNK_S - loop.time()))
-            session.end()
-
-        feeder = asyncio.create_task(feed())
-        try:
-            async for reply in session.replies():
-                t.apply(reply)
-        finally:
-            await asyncio.gather(feeder, return_exceptions=True)
+    t, _events = await human_speech.stream_live(url, speech.encode(clip.path), clip.seconds)
     return t
 
 
