@@ -42,6 +42,7 @@ from echo_upstream import free_port  # noqa: E402
 from server_processes import Processes, extract_package  # noqa: E402
 
 from soniox_widget.audio import decode_file  # noqa: E402
+from soniox_widget.errors import SonioxError  # noqa: E402
 from soniox_widget.local.whisper_engine import WhisperEngine  # noqa: E402
 from tests import human_speech, noise, speech  # noqa: E402
 
@@ -143,17 +144,24 @@ def prepare(quick: bool, tmp: Path) -> tuple[list[Audio], Audio, list[Audio]]:
     return out, concurrent, noisy
 
 
-async def measure(url: str, clips: list[Audio], concurrent: Audio, noisy: list[Audio],
-                  most_streams: int) -> Run:
-    r = Run()
+async def measure_clips(url: str, clips: list[Audio], r: Run) -> None:
     for audio in clips:
-        t, events = await stream_live(url, audio)
+        try:
+            t, events = await stream_live(url, audio)
+        except SonioxError as exc:
+            r.text[audio.name] = f"(failed: {exc})"
+            r.wer[audio.name], r.repeats[audio.name] = float("nan"), 0
+            r.nonfinal[audio.name] = r.final[audio.name] = []
+            continue
         r.text[audio.name] = t.final_text
         r.wer[audio.name] = speech.word_error_rate(audio.said, t.final_text)
         r.repeats[audio.name] = human_speech.extra_repeats(t.final_text, audio.said,
                                                           audio.whole)
         r.nonfinal[audio.name], r.final[audio.name] = latencies(events)
         print(f"  {audio.name}: WER {r.wer[audio.name]:.3f}", file=sys.stderr)
+
+
+async def measure_streams(url: str, concurrent: Audio, most_streams: int, r: Run) -> None:
     for n in range(1, most_streams + 1):
         runs = await asyncio.gather(*[stream_live(url, concurrent) for _ in range(n)],
                                     return_exceptions=True)
@@ -164,12 +172,34 @@ async def measure(url: str, clips: list[Audio], concurrent: Audio, noisy: list[A
         print(f"  {n} at once: waiting {behind:.2f} s", file=sys.stderr)
         if behind > MAX_WAITING_S:
             break  # more streams would only fall further behind
+
+
+async def measure_noise(url: str, noisy: list[Audio], r: Run) -> None:
     for audio in noisy:
-        t, _events = await stream_live(url, audio)
+        try:
+            t, _events = await stream_live(url, audio)
+        except SonioxError:
+            r.invented[audio.name] = -1  # did not finish
+            continue
         r.invented[audio.name] = sum(
             1 for tok in t.final_tokens
             if tok.start_ms is not None and tok.start_ms / 1000 > audio.speech_end
             + INVENTED_AFTER_S)
+
+
+def measure(procs: Processes, root: Path, clips: list[Audio], concurrent: Audio,
+            noisy: list[Audio], most_streams: int) -> Run:
+    """Each part against a fresh server process, so one part's backlog never slows the
+    next."""
+    r = Run()
+    for part in (lambda url: measure_clips(url, clips, r),
+                 lambda url: measure_streams(url, concurrent, most_streams, r),
+                 lambda url: measure_noise(url, noisy, r)):
+        url, proc = run_server(procs, root)
+        try:
+            asyncio.run(part(url))
+        finally:
+            procs.stop(proc)
     return r
 
 
@@ -207,7 +237,8 @@ def report(runs: dict[str, Run], clips: list[Audio], concurrent: Audio,
           "against the file decode, whose WER is then 0 by definition.")
     for n in names:
         r = runs[n]
-        worst = max(r.wer[a.name] - a.file_wer for a in clips)
+        worst = max((r.wer[a.name] - a.file_wer for a in clips if r.wer[a.name] == r.wer[a.name]),
+                    default=float("nan"))
         nf = med([x for v in r.nonfinal.values() for x in v])
         f = med([x for v in r.final.values() for x in v])
         print(f"\n{n}: live WER - file WER at most **{worst:+.3f}** (goal ≤ "
@@ -234,8 +265,9 @@ def report(runs: dict[str, Run], clips: list[Audio], concurrent: Audio,
           + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for a in noisy:
-        print(f"| {a.name} | " + " | ".join(str(runs[n].invented[a.name]) for n in names)
-              + " |")
+        print(f"| {a.name} | " + " | ".join(
+            str(v) if (v := runs[n].invented[a.name]) >= 0 else "did not finish"
+            for n in names) + " |")
     print("\nThe texts:\n")
     for a in clips:
         print(f"- **{a.name}** said: {a.said}")
@@ -265,9 +297,7 @@ def main() -> None:
             for name, root in roots.items():
                 began = time.perf_counter()
                 print(f"{name} ...", file=sys.stderr)
-                url, proc = run_server(procs, root)
-                runs[name] = asyncio.run(measure(url, clips, concurrent, noisy, most))
-                procs.stop(proc)
+                runs[name] = measure(procs, root, clips, concurrent, noisy, most)
                 print(f"[{name}: {time.perf_counter() - began:.0f} s]", file=sys.stderr)
     finally:
         procs.stop_all()

@@ -96,15 +96,24 @@ def in_order(words: Sequence[Word], after: float | None) -> list[Word]:
     return out
 
 
+#: How the rest of a word Whisper split off begins (a hyphen, an apostrophe).
+_JOINED = ("-", "'", "\u2019")
+
+
 def to_tokens(words: Sequence[Word], *, is_final: bool, first_in_stream: bool,
               language: str | None = "en") -> list[Token]:
-    """Words as Soniox tokens; the stream's very first word has no leading space."""
+    """Words as Soniox tokens; the stream's very first word has no leading space.
+
+    Whisper writes the rest of a hyphenated word or a clitic as a word of its own
+    without a space ("ill" "-disposed", "John" "'s"): it stays joined to the word
+    before, as a Soniox sub-word token is. Any other word gets its space.
+    """
     out = []
     for i, w in enumerate(words):
         text = w.text
         if i == 0 and first_in_stream:
             text = text.lstrip()
-        elif not text.startswith(" "):
+        elif not text.startswith((" ", *_JOINED)):
             text = " " + text
         out.append(Token(
             text=text,

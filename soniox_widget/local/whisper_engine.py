@@ -493,13 +493,14 @@ class WhisperStream(EngineStream):
         off and only the words before the loop may become final.
         """
         words = self._decode(audio, spans, beam, flush, self.prompt)
-        loop = self._loop_at(words, spans)
+        until = self.buffer_start + len(audio) / SAMPLE_RATE
+        loop = self._loop_at(words, until)
         if loop is None:
             return words, len(words)
         logger.debug("decoder loop after %r; decoding again without context",
                      "".join(w.text for w in words[:loop]))
         again = self._decode(audio, spans, beam, flush, "", full_window=True)
-        second = self._loop_at(again, spans)
+        second = self._loop_at(again, until)
         if second is None:
             return again, len(again)
         return again[:second], second
@@ -524,12 +525,14 @@ class WhisperStream(EngineStream):
             logger.debug("prefix %r moved %.2f s later; decoding after it",
                          "".join(w.text for w in self.fixed), timed[-1].end -
                          self.fixed[-1].end)
-            at = round((self.fixed[-1].end - self.buffer_start) * SAMPLE_RATE)
+            at = max(0, round((self.fixed[-1].end - self.buffer_start) * SAMPLE_RATE))
             context = (prompt + "".join(w.text for w in self.fixed))[
                 -self.settings.prompt_chars:]
-            timed, words = [], self.engine.transcribe(
-                audio[at:], self.buffer_start + at / SAMPLE_RATE, context, beam,
-                flush=flush, full_window=full_window)[1]
+            timed, words = [], []
+            if len(audio) - at >= SAMPLE_RATE // 10:
+                words = self.engine.transcribe(
+                    audio[at:], self.buffer_start + at / SAMPLE_RATE, context, beam,
+                    flush=flush, full_window=full_window)[1]
         elif len(timed) == len(self.fixed):
             self.fixed = [replace(f, start=t.start, end=t.end)
                           for f, t in zip(self.fixed, timed, strict=True)]
@@ -561,12 +564,13 @@ class WhisperStream(EngineStream):
             n += 1
         return n
 
-    def _loop_at(self, words: list[Word], spans: list[tuple[float, float]]) -> int | None:
+    def _loop_at(self, words: list[Word], until: float) -> int | None:
+        """:func:`.agreement.find_loop` over the audio after the fixed words (to
+        ``until``, the end of the audio decoded)."""
         if not self.settings.loop_guard or not words:
             return None
         heard_from = self.fixed[-1].end if self.fixed else self.buffer_start
-        seconds = self.buffer_start + spans[-1][1] - heard_from
-        return find_loop(words, seconds)
+        return find_loop(words, until - heard_from)
 
     def _spoken(self, words: list[Word], spans: list[tuple[float, float]]) -> list[Word]:
         """The words that start inside the speech the VAD heard (plus a margin).

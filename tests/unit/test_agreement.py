@@ -43,6 +43,11 @@ def test_tokens_first_word_without_space_and_times_in_ms():
     assert (toks[1].start_ms, toks[1].end_ms, toks[1].is_final) == (500, 900, True)
     later = to_tokens([Word("again", 3.0, 3.2)], is_final=False, first_in_stream=False)
     assert later[0].text == " again" and later[0].language == "en"
+    # The part of a word Whisper split off stays joined: "ill-disposed", "John's".
+    split = to_tokens([Word(" ill", 1.0, 1.2), Word("-disposed", 1.2, 1.7),
+                       Word(" John", 2.0, 2.3), Word("'s", 2.3, 2.4)],
+                      is_final=True, first_in_stream=False)
+    assert "".join(t.text for t in split) == " ill-disposed John's"
 
 
 def test_trim_policy_keeps_a_second_of_committed_words_and_cuts_between_them():
