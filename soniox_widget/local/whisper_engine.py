@@ -91,6 +91,11 @@ class WhisperSettings:
     #: tone); None keeps every word. 0.3 s cut off the ends of fast speech (WER 0.18
     #: against 0.09 with 0.6 s on the 175 wpm passages).
     speech_margin_s: float | None = 0.6
+    #: A word that starts later than this after the last speech the VAD heard is taken
+    #: as invented (at most ``speech_margin_s``). With the decoder seeing a whole window
+    #: (issue 23), Whisper wrote "Thank you for watching." into the 0.6 s after a
+    #: sentence, every word timed at the end of the audio: 0.5 s after the speech.
+    word_margin_s: float = 0.3
     #: A word becomes final by agreement only once this much audio follows it: Whisper's
     #: guess at the ragged end of the buffer changes as the next words arrive, and two
     #: guesses there can agree and both be wrong ("old sposed" for "ill disposed").
@@ -573,16 +578,17 @@ class WhisperStream(EngineStream):
         return find_loop(words, until - heard_from)
 
     def _spoken(self, words: list[Word], spans: list[tuple[float, float]]) -> list[Word]:
-        """The words that start inside the speech the VAD heard (plus a margin).
+        """The words that start inside the speech the VAD heard (plus ``word_margin_s``).
 
         Whisper, given speech followed by a pause, room tone or low noise, likes to add a
-        word or a sentence it did not hear ("Thank you.", "Bye."). The VAD does not hear
-        speech there, so a word that starts after its last span is dropped.
+        word or a sentence it did not hear ("Thank you.", "Bye.", "Thank you for
+        watching."). The VAD does not hear speech there, so a word that starts after its
+        last span is dropped.
         """
         margin = self.settings.speech_margin_s
         if margin is None or not spans:
             return words
-        last = self.buffer_start + spans[-1][1] + margin
+        last = self.buffer_start + spans[-1][1] + min(margin, self.settings.word_margin_s)
         kept = [w for w in words if w.start <= last]
         if len(kept) < len(words):
             logger.debug("dropped %d word(s) after the speech: %r", len(words) - len(kept),

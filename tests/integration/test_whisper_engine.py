@@ -142,11 +142,13 @@ async def test_finalize_commits_and_answers_fin(server, two_sentences):
     assert speech.word_error_rate(ONE, committed) <= WER_BOUND, committed
 
 
-@pytest.mark.parametrize("kind", ["pink noise at -45 dBFS", "room tone at -48 dBFS"])
+@pytest.mark.parametrize("kind", ["pink noise at -45 dBFS", "room tone at -48 dBFS",
+                                  "digital silence"])
 async def test_no_words_after_the_speech_over_low_noise(server, tmp_path, kind):
     """Speech, then 2 s of the quiet sound a real microphone hears (also under the
-    speech): nothing may be transcribed after the last word (Whisper likes to add
-    "Thank you." there), and the speech itself must still be recognised."""
+    speech), or of nothing at all: nothing may be transcribed after the last word
+    (Whisper likes to add "Thank you." there; over silence, seeing a whole window,
+    "Thank you for watching."), and the speech itself must still be recognised."""
     from tests import noise
 
     wav = speech.make_speech_wav(ONE, tmp_path / "one.wav", lead_silence_s=0.3,
@@ -156,7 +158,8 @@ async def test_no_words_after_the_speech_over_low_noise(server, tmp_path, kind):
     speech_end_ms = 1000 * np.nonzero(np.abs(samples) > 300)[0][-1] / rate
     total = len(samples) / rate + 2.0
     sound = (noise.pink_noise(total, rate, -45.0) if kind.startswith("pink")
-             else noise.room_tone(total, rate, -48.0))
+             else noise.room_tone(total, rate, -48.0) if kind.startswith("room")
+             else np.zeros(round(total * rate)))
     data = noise.speech_then(pcm, sound)
     step = rate * 2 * 12 // 100  # 120 ms pieces, as the widget sends
     pieces = [data[i : i + step] for i in range(0, len(data), step)]
