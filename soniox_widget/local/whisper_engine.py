@@ -514,11 +514,10 @@ class WhisperStream(EngineStream):
                 flush: bool, prompt: str, full_window: bool = False) -> list[Word]:
         """One decode of ``audio`` after the fixed words (see :meth:`_hear`).
 
-        A flush must not stop at Whisper's first window when speech goes on after its
-        last word, but the audio after that word is decoded again only where the VAD
-        hears speech: faster-whisper's own next window also runs over a trailing pause,
-        where Whisper, given the sentence as context, said it again (measured: "Write
-        your name at the top of the first page." twice at the end of a stream).
+        A flush must not stop where Whisper's decode did when the VAD hears speech going
+        on after its last word, so it decodes again from there; never over a trailing
+        pause, where Whisper, given the sentence as context, said it again (measured:
+        "Write your name at the top of the first page." twice at the end of a stream).
         """
         timed, words = self.engine.transcribe(audio, self.buffer_start, prompt, beam,
                                               flush=flush, prefix=self.fixed,
@@ -549,13 +548,13 @@ class WhisperStream(EngineStream):
             done = last.end - self.buffer_start if last else 0.0
             if not any(end > done + 0.5 for _start, end in spans):
                 break
-            at = round(done * SAMPLE_RATE)
-            context = (prompt + "".join(w.text for w in [*self.fixed, *words]))[
-                -self.settings.prompt_chars:]
-            _, more = self.engine.transcribe(audio[at:], self.buffer_start + at / SAMPLE_RATE,
-                                             context, beam, flush=flush)
-            more = [w for w in self._spoken(more, spans) if last is None
-                    or w.start >= last.end - 0.05]
+            # Whisper stopped before the speech did. Decode again, made to start with
+            # every word known so far, so it can only add what follows them (cutting the
+            # audio at the last word's end, as timed, wrote the end of a sentence twice
+            # when that word was timed early).
+            _, more = self.engine.transcribe(audio, self.buffer_start, prompt, beam,
+                                             flush=flush, prefix=[*self.fixed, *words])
+            more = self._spoken(more, spans)
             if not more:
                 break
             words = [*words, *more]
