@@ -50,7 +50,7 @@ def agreed_prefix(previous: Sequence[Word], current: Sequence[Word]) -> int:
 MAX_WORDS_PER_S = 6.0
 
 
-def find_loop(words: Sequence[Word], seconds: float) -> int | None:
+def find_loop(words: Sequence[Word], seconds: float, start: int = 0) -> int | None:
     """Where a hypothesis stops being speech and becomes a decoder loop, or None.
 
     Whisper's decoder, when it loses its place, says a stretch again and again
@@ -59,6 +59,9 @@ def find_loop(words: Sequence[Word], seconds: float) -> int | None:
     nor a single word five times, and not faster than about six words a second of
     audio. Returns the index just after the first copy of the repeated stretch (or
     where the words outrun ``seconds`` of audio), so what came before is kept.
+
+    ``start``: the words before it are already settled (final); only a repeat that
+    reaches past it counts, so a loop made of one copy per step is seen too.
     """
     keys = [w.key for w in words]
     n = len(keys)
@@ -72,7 +75,7 @@ def find_loop(words: Sequence[Word], seconds: float) -> int | None:
             r = 1
             while keys[i + r * p : i + (r + 1) * p] == block:
                 r += 1
-            if r >= (5 if p == 1 else 3):
+            if r >= (5 if p == 1 else 3) and i + r * p > start:
                 return i + p
     most = int(MAX_WORDS_PER_S * max(0.0, seconds)) + 3
     return most if n > most else None

@@ -226,6 +226,8 @@ class WhisperStream(EngineStream):
     max_pending_s = 30.0
     #: Fixed words re-timed this much later than before were matched to a repeat.
     MOVED_S = 0.5
+    #: Final words the loop guard looks back over (three copies of an 8-word phrase).
+    RECENT = 24
 
     def __init__(self, engine: WhisperEngine, config: SonioxConfig) -> None:
         super().__init__()
@@ -250,6 +252,7 @@ class WhisperStream(EngineStream):
         self.fixed: list[Word] = []       # final words whose audio is still in the buffer
         self.prompt = ""                  # final text before the buffer (context)
         self.last_final: Word | None = None
+        self.recent: list[Word] = []      # the last final words (for the loop guard)
         self.any_final = False
         self.utterance_open = False       # words committed since the last <end>
         # Like Soniox, tokens carry a language only when identification is asked for.
@@ -569,12 +572,17 @@ class WhisperStream(EngineStream):
         return n
 
     def _loop_at(self, words: list[Word], until: float) -> int | None:
-        """:func:`.agreement.find_loop` over the audio after the fixed words (to
-        ``until``, the end of the audio decoded)."""
+        """Where ``words`` start to loop (:func:`.agreement.find_loop`), counting the
+        recent final words before them: a decoder that writes one more copy of the same
+        phrase at every step loops too (seen on a far-field meeting: "I don't know why."
+        three times, each made final in its own step). ``until``: the end of the audio
+        decoded."""
         if not self.settings.loop_guard or not words:
             return None
-        heard_from = self.fixed[-1].end if self.fixed else self.buffer_start
-        return find_loop(words, until - heard_from)
+        history = self.recent
+        heard_from = history[0].start if history else self.buffer_start
+        at = find_loop([*history, *words], until - heard_from, start=len(history))
+        return None if at is None else max(0, at - len(history))
 
     def _spoken(self, words: list[Word], spans: list[tuple[float, float]]) -> list[Word]:
         """The words that start inside the speech the VAD heard (plus ``word_margin_s``).
@@ -611,6 +619,7 @@ class WhisperStream(EngineStream):
             self.any_final = True
             self.last_final = final[-1]
             self.fixed = [*self.fixed, *final]
+            self.recent = [*self.recent, *final][-self.RECENT:]
         if clear:
             self._cut(end_time)
         elif (cut := self.settings.trim.cut_at(self.buffer_start, self.fixed)) is not None:

@@ -37,6 +37,17 @@ def test_a_decoder_loop_is_found_where_its_second_copy_starts():
     assert find_loop([], seconds=0.0) is None
 
 
+def test_a_loop_made_of_one_copy_per_step_is_found_over_the_final_words_too():
+    final = words("i don't know why i don't know why")  # two copies, already final
+    new = words("i don't know why yeah go for it", start=4.0)
+    assert find_loop(new, seconds=4.0) is None           # alone, the step looks fine
+    assert find_loop([*final, *new], seconds=8.0, start=len(final)) == 4
+    # A repeat wholly among the final words says nothing about the new ones.
+    said = words("hello hello hello hello hello")
+    assert find_loop([*said, *words("how are you", start=3.0)], seconds=5.0,
+                     start=len(said)) is None
+
+
 def test_tokens_first_word_without_space_and_times_in_ms():
     toks = to_tokens(words("hello world"), is_final=True, first_in_stream=True)
     assert [t.text for t in toks] == ["hello", " world"]
