@@ -81,6 +81,22 @@ def find_loop(words: Sequence[Word], seconds: float, start: int = 0) -> int | No
     return most if n > most else None
 
 
+def echoed_tail(words: Sequence[Word], known: Sequence[Word], longest: int = 12) -> int:
+    """How many leading ``words`` say again the last words of ``known`` (by text).
+
+    Only for a decode that continues after a decode that stopped early: there, a
+    leading run equal to the end of what is known is the decoder going over the same
+    audio again ("... you can do for your country. You can do for your country."), not
+    the speaker repeating it at the very end of the stream.
+    """
+    keys = [w.key for w in words]
+    tail = [w.key for w in known[-longest:]]
+    for n in range(min(len(keys), len(tail)), 0, -1):
+        if keys[:n] == tail[-n:] and all(keys[:n]):
+            return n
+    return 0
+
+
 def in_order(words: Sequence[Word], after: float | None) -> list[Word]:
     """``words`` with times that never go back: each starts no earlier than the word
     before it (``after``: the start of the last word already made final).

@@ -39,7 +39,15 @@ from ..audio.decoder import (
 )
 from ..config import SonioxConfig
 from ..protocol import END_TOKEN, FIN_TOKEN, Token
-from .agreement import TrimPolicy, Word, agreed_prefix, find_loop, in_order, to_tokens
+from .agreement import (
+    TrimPolicy,
+    Word,
+    agreed_prefix,
+    echoed_tail,
+    find_loop,
+    in_order,
+    to_tokens,
+)
 from .engine import Engine, EngineError, EngineStream, EngineUpdate
 from .shared import LocalEngineUnavailable
 from .whisper_window import WindowedWhisper
@@ -525,6 +533,7 @@ class WhisperStream(EngineStream):
         timed, words = self.engine.transcribe(audio, self.buffer_start, prompt, beam,
                                               flush=flush, prefix=self.fixed,
                                               full_window=full_window)
+        words = self._unechoed(words, self.fixed, spans)
         if self.fixed and timed and timed[-1].end > self.fixed[-1].end + self.MOVED_S:
             # The forced words were placed on a later stretch that says the same again
             # (a sentence said twice): the decoder then ends after it and the repeat is
@@ -555,13 +564,35 @@ class WhisperStream(EngineStream):
             # every word known so far, so it can only add what follows them (cutting the
             # audio at the last word's end, as timed, wrote the end of a sentence twice
             # when that word was timed early).
+            known = [*self.fixed, *words]
             _, more = self.engine.transcribe(audio, self.buffer_start, prompt, beam,
-                                             flush=flush, prefix=[*self.fixed, *words])
-            more = self._spoken(more, spans)
+                                             flush=flush, prefix=known)
+            more = self._unechoed(self._spoken(more, spans), known, spans)
             if not more:
                 break
             words = [*words, *more]
         return words
+
+    def _unechoed(self, words: list[Word], known: list[Word],
+                  spans: list[tuple[float, float]]) -> list[Word]:
+        """``words`` without a leading echo of the end of ``known``.
+
+        Made to start with words it places a little early, the decoder can go over
+        their last stretch again ("... for your country. You can do for your country."
+        in the JupyterLab e2e, where the speaker had stopped). A speaker who really says
+        it again is heard by the VAD after the known words: an echo is dropped only when
+        less speech follows them than its words need (0.15 s each).
+        """
+        n = echoed_tail(words, known) if known else 0
+        if not n:
+            return words
+        after = known[-1].end - self.buffer_start
+        speech = sum(max(0.0, b - max(a, after)) for a, b in spans)
+        if speech >= 0.15 * n:
+            return words
+        logger.debug("dropped an echo of the final words: %r",
+                     "".join(w.text for w in words[:n]))
+        return words[n:]
 
     def _settled(self, words: list[Word], end_time: float) -> int:
         """How many leading words end ``settle_s`` before the audio does: Whisper's

@@ -2,6 +2,7 @@ from soniox_widget.local.agreement import (
     TrimPolicy,
     Word,
     agreed_prefix,
+    echoed_tail,
     find_loop,
     in_order,
     to_tokens,
@@ -46,6 +47,14 @@ def test_a_loop_made_of_one_copy_per_step_is_found_over_the_final_words_too():
     said = words("hello hello hello hello hello")
     assert find_loop([*said, *words("how are you", start=3.0)], seconds=5.0,
                      start=len(said)) is None
+
+
+def test_an_echo_of_the_known_words_is_measured_from_their_end():
+    known = words("ask what you can do for your country.")
+    assert echoed_tail(words("you can do for your country. Thank"), known) == 6
+    assert echoed_tail(words("and then"), known) == 0
+    assert echoed_tail(words("country"), known) == 1
+    assert echoed_tail([], known) == 0 and echoed_tail(words("a b"), []) == 0
 
 
 def test_tokens_first_word_without_space_and_times_in_ms():

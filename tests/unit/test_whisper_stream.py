@@ -248,3 +248,38 @@ async def test_a_looping_decode_is_redone_without_context_and_never_made_final(
         assert texts == ["it", "was", "the", "age", "of"]  # up to the loop, not the loop
     else:
         assert texts == ["it", "was", "the", "age", "of", "wisdom"]
+
+
+@pytest.mark.parametrize("speech_after", [False, True])
+async def test_an_echo_of_the_final_words_is_dropped_unless_the_speaker_goes_on(
+        speech_after):
+    """Made to start with "your country.", the decoder wrote it again after them where
+    the speaker had stopped; said again, the VAD hears it and it stays."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    fixed = [Word(" your", 0.2, 0.5), Word(" country.", 0.5, 1.2)]
+    echo = [Word(" your", 1.25, 1.3), Word(" country.", 1.3, 1.35)]
+    spans = [(0.1, 1.2), (1.6, 2.4)] if speech_after else [(0.1, 1.25)]
+
+    class Echoes(type(stand_in_engine([], []))):
+        def speech_spans(self, audio):
+            return spans
+
+        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
+                       full_window=False):
+            # The echo after the final words; nothing more once it is known too.
+            return list(prefix), echo if len(prefix) == len(fixed) else []
+
+    engine = Echoes()
+    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
+                                                num_channels=1))
+    try:
+        stream.buffer = np.zeros(round(2.6 * SR), dtype=np.float32)
+        stream.fixed = list(fixed)
+        stream.any_final = True
+        update, _ = stream._recognise("end")
+    finally:
+        await stream.aclose()
+        await engine.aclose()
+    said = "".join(t.text for t in update.final if not t.text.startswith("<"))
+    assert said == (" your country." if speech_after else ""), said
