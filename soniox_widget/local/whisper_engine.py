@@ -575,24 +575,27 @@ class WhisperStream(EngineStream):
 
     def _unechoed(self, words: list[Word], known: list[Word],
                   spans: list[tuple[float, float]]) -> list[Word]:
-        """``words`` without a leading echo of the end of ``known``.
+        """``words`` up to where they start to echo the words before them.
 
-        Made to start with words it places a little early, the decoder can go over
-        their last stretch again ("... for your country. You can do for your country."
-        in the JupyterLab e2e, where the speaker had stopped). A speaker who really says
-        it again is heard by the VAD after the known words: an echo is dropped only when
-        less speech follows them than its words need (0.15 s each).
+        Given a sentence and the silence after it, Whisper likes to say the end of the
+        sentence again (". You can do for your country." after JFK stopped, in the
+        JupyterLab e2e), right after the final words it was made to start with or inside
+        its own hypothesis. A speaker who really says it again is heard by the VAD: an
+        echo of ``n`` words is cut off only when less speech follows the words it
+        echoes than it needs (0.15 s a word).
         """
-        n = echoed_tail(words, known) if known else 0
-        if not n:
-            return words
-        after = known[-1].end - self.buffer_start
-        speech = sum(max(0.0, b - max(a, after)) for a, b in spans)
-        if speech >= 0.15 * n:
-            return words
-        logger.debug("dropped an echo of the final words: %r",
-                     "".join(w.text for w in words[:n]))
-        return words[n:]
+        before = list(known)
+        for k in range(len(words)):
+            n = echoed_tail(words[k:], before)
+            if n:
+                after = before[-1].end - self.buffer_start
+                speech = sum(max(0.0, b - max(a, after)) for a, b in spans)
+                if speech < 0.15 * n:
+                    logger.debug("dropped an echo: %r",
+                                 "".join(w.text for w in words[k:]))
+                    return words[:k]
+            before.append(words[k])
+        return words
 
     def _settled(self, words: list[Word], end_time: float) -> int:
         """How many leading words end ``settle_s`` before the audio does: Whisper's
