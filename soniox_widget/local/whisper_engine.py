@@ -562,8 +562,8 @@ class WhisperStream(EngineStream):
                 break
             # Whisper stopped before the speech did. Decode again, made to start with
             # every word known so far, so it can only add what follows them (cutting the
-            # audio at the last word's end, as timed, wrote the end of a sentence twice
-            # when that word was timed early).
+            # audio at the last word's end, as timed, can write the end of a sentence
+            # twice when that word is timed early).
             known = [*self.fixed, *words]
             _, more = self.engine.transcribe(audio, self.buffer_start, prompt, beam,
                                              flush=flush, prefix=known)
