@@ -483,6 +483,10 @@ class WhisperStream(EngineStream):
                 events.append(Token(FIN_TOKEN, True))
         if final and not events:
             self.utterance_open = True
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %.2f-%.2f s: fixed %r, final %r, guess %r", mode,
+                         self.buffer_start, end_time, _text(self.fixed), _text(final),
+                         _text(self.hypothesis))
         return self._commit(final, events, end_time, clear=flush or paused), left
 
     def _speech_part(self, audio: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
@@ -533,7 +537,7 @@ class WhisperStream(EngineStream):
         timed, words = self.engine.transcribe(audio, self.buffer_start, prompt, beam,
                                               flush=flush, prefix=self.fixed,
                                               full_window=full_window)
-        words = self._unechoed(words, self.fixed, spans)
+        words = self._unechoed(words, self._said(), spans)
         if self.fixed and timed and timed[-1].end > self.fixed[-1].end + self.MOVED_S:
             # The forced words were placed on a later stretch that says the same again
             # (a sentence said twice): the decoder then ends after it and the repeat is
@@ -567,7 +571,7 @@ class WhisperStream(EngineStream):
             known = [*self.fixed, *words]
             _, more = self.engine.transcribe(audio, self.buffer_start, prompt, beam,
                                              flush=flush, prefix=known)
-            more = self._unechoed(self._spoken(more, spans), known, spans)
+            more = self._unechoed(self._spoken(more, spans), [*self._said(), *words], spans)
             if not more:
                 break
             words = [*words, *more]
@@ -596,6 +600,17 @@ class WhisperStream(EngineStream):
                     return words[:k]
             before.append(words[k])
         return words
+
+    def _said(self) -> list[Word]:
+        """The last final words, the fixed ones as the last decode re-timed them.
+
+        An echo can begin with a word whose audio was already cut away ("You can do for
+        your country." after the fixed "can do for your country.", its "you" trimmed
+        off): it must be recognised against the final text, not just the fixed words.
+        """
+        if len(self.fixed) > len(self.recent):
+            return list(self.fixed)
+        return [*self.recent[: len(self.recent) - len(self.fixed)], *self.fixed]
 
     def _settled(self, words: list[Word], end_time: float) -> int:
         """How many leading words end ``settle_s`` before the audio does: Whisper's
@@ -691,3 +706,7 @@ class WhisperStream(EngineStream):
         if gone:
             self.prompt = (self.prompt + "".join(w.text for w in gone))[
                 -self.settings.prompt_chars:]
+
+
+def _text(words: list[Word]) -> str:
+    return "".join(w.text for w in words)

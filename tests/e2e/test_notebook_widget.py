@@ -298,10 +298,6 @@ def human_wav(tmp_path_factory):
     return path, clip
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 23, open: through the browser the end of JFK's sentence is still written twice "
-    "in some runs ('... for your country. You can do for your country.', 2 of 4 runs "
-    "here, in the kernel's final_text too); the cause is not found yet"))
 def test_a_person_speaking_is_written_once_in_jupyterlab(lab, human_wav, tmp_path):
     """Issue 23: live on the offline engine, a person's speech was written again and
     again ("Fail again." five times). The recorder in JupyterLab, the fake microphone

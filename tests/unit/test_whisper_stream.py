@@ -283,3 +283,40 @@ async def test_an_echo_of_the_final_words_is_dropped_unless_the_speaker_goes_on(
         await engine.aclose()
     said = "".join(t.text for t in update.final if not t.text.startswith("<"))
     assert said == (" your country." if speech_after else ""), said
+
+
+async def test_an_echo_that_starts_with_a_word_already_cut_away_is_dropped():
+    """Seen in JupyterLab (3 runs of 4): the buffer kept "can do for your country." as
+    fixed words, "you" before them already trimmed away, and the decoder wrote "You can
+    do for your country." after them. It echoes the final text, not the fixed words
+    alone, and the speaker had stopped: it is dropped."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    said = [Word(f" {w}", 0.3 * i, 0.3 * i + 0.25)
+            for i, w in enumerate("ask what you can do for your country.".split())]
+    fixed = [replace(w, start=w.start - 0.8, end=w.end - 0.8) for w in said[3:]]
+    echo = [Word(" You", 1.9, 2.0), *[Word(w.text, 2.0 + 0.02 * i, 2.02 + 0.02 * i)
+                                      for i, w in enumerate(said[3:])]]
+
+    class Echoes(type(stand_in_engine([], []))):
+        def speech_spans(self, audio):
+            return [(0.0, 1.95)]
+
+        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
+                       full_window=False):
+            return list(prefix), echo if len(prefix) == len(fixed) else []
+
+    engine = Echoes()
+    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
+                                                num_channels=1))
+    try:
+        stream.buffer = np.zeros(round(2.4 * SR), dtype=np.float32)
+        stream.fixed = list(fixed)
+        stream.recent = list(said)
+        stream.any_final = True
+        update, _ = stream._recognise("step")
+    finally:
+        await stream.aclose()
+        await engine.aclose()
+    assert "".join(t.text for t in update.final if not t.text.startswith("<")) == ""
+    assert update.nonfinal == []
