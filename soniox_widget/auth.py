@@ -22,7 +22,7 @@ from types import ModuleType
 from dotenv import dotenv_values, find_dotenv
 
 from .errors import MissingAPIKeyError
-from .redaction import register_secret
+from .redaction import redact, register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,9 @@ class APIKey:
         return presented is not None and hmac.compare_digest(presented, self._secret)
 
     def redact(self, text: str) -> str:
-        """Remove the key from text that may have echoed it (e.g. a server's error)."""
-        return text.replace(self._secret, "***")
+        """Mask the key, whole or in pieces, in text that may have echoed it (e.g. a
+        server's error); the same rule as every log record (:func:`.redaction.redact`)."""
+        return redact(text)
 
     def __repr__(self) -> str:
         return "APIKey(***)"

@@ -40,13 +40,22 @@ def all_debug(caplog):
         logging.getLogger(name).setLevel(logging.NOTSET)
 
 
-def assert_clean(caplog, *texts: object) -> None:
+def pieces(secret: str, n: int = 8) -> set[str]:
+    return {secret[i:i + n] for i in range(len(secret) - n + 1)}
+
+
+def assert_clean(caplog, *texts: object, secret: str = SECRET) -> None:
+    """Neither the key nor any 8-character piece of it anywhere (issue 22: a long frame
+    logged as its head and tail showed 49 of a 64-character key's characters)."""
     assert caplog.records, "nothing was logged: the scan would prove nothing"
+    bits = pieces(secret)
     for record in caplog.records:
-        assert SECRET not in record.getMessage(), record.name
-    assert SECRET not in caplog.text
+        message = record.getMessage()
+        assert not [b for b in bits if b in message], (record.name, message)
+    assert not [b for b in bits if b in caplog.text]
     for text in texts:
-        assert SECRET not in str(text) and SECRET not in repr(text)
+        for shown in (str(text), repr(text)):
+            assert not [b for b in bits if b in shown], shown
 
 
 @pytest.fixture
@@ -215,3 +224,45 @@ async def test_the_proxy_masks_a_key_hidden_behind_json_escapes(final, all_debug
     assert decoded[0]["tokens"][0]["is_final"] is final
     assert all(SECRET not in json.dumps(d, ensure_ascii=False) for d in decoded)
     assert_clean(all_debug, replies)
+
+
+LONG_SECRET = "sk-live-" + "".join(f"{(i * 37 + 11) % 256:02x}" for i in range(28))
+
+
+@pytest.mark.parametrize("where", ["error", "close reason", "token"])
+async def test_no_piece_of_a_long_key_echoed_by_a_server_reaches_a_log(where, all_debug):
+    """websockets logs a long frame shortened to its head and tail; before issue 22 the
+    redaction masked only the whole key, so most of a 64-character key showed."""
+    async def run(ws: ServerConnection) -> None:
+        key = ws.request.headers.get("Authorization", "").split()[-1]
+        await standin.read_start(ws)
+        if where == "error":
+            await ws.send(json.dumps({"error_code": 400, "error_message": f"bad {key}"}))
+        elif where == "token":
+            await ws.send(json.dumps({"tokens": [{"text": f" {key}", "is_final": False}]}))
+            await ws.send(json.dumps({"error_code": 400, "error_message": "no"}))
+        await ws.close(4000, f"k {key[:50]}" if where == "close reason" else "")
+
+    assert len(LONG_SECRET) == 64
+    async with standin.StandIn(run) as server:
+        async with UpstreamSession(url=server.url, api_key=LONG_SECRET,
+                                   reconnect=NO_RECONNECT) as session:
+            session.send_audio(AUDIO)
+            session.end()
+            with pytest.raises(SonioxError) as info:
+                async for _ in session.replies():
+                    pass
+    frames = [r.getMessage() for r in all_debug.records if r.name.startswith("websockets")
+              and ("TEXT" in r.getMessage() or "CLOSE" in r.getMessage())]
+    assert frames, "websockets logged no frame: the scan would prove nothing"
+    assert_clean(all_debug, info.value, info.value.error_message, secret=LONG_SECRET)
+
+
+def test_pieces_are_masked_where_they_stand_and_nothing_else_is():
+    from soniox_widget.redaction import redact, register_secret
+
+    register_secret(LONG_SECRET)
+    head, tail = LONG_SECRET[:28], LONG_SECRET[-21:]
+    shown = redact(f"error: 'bad {head}...{tail}' [90 bytes] and a {LONG_SECRET[30:37]}")
+    assert shown == f"error: 'bad ***...***' [90 bytes] and a {LONG_SECRET[30:37]}"
+    assert redact("nothing secret here, at all") == "nothing secret here, at all"
