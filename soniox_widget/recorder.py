@@ -56,6 +56,15 @@ from .upstream import UpstreamSession
 logger = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).parent / "static"
+
+
+def _front_end(name: str) -> str | Path:
+    """The view's file: a path anywidget hot-reloads under ``ANYWIDGET_HMR=1`` (for
+    developing the front end; every recorder then stays in memory), else its text."""
+    path = _STATIC / name
+    return path if os.environ.get("ANYWIDGET_HMR") == "1" else path.read_text("utf-8")
+
+
 #: The widget's ``status`` for each state of the upstream session.
 STATUS_OF_STATE = {
     SessionState.NEW: "connecting",
@@ -147,8 +156,11 @@ class SonioxRecorder(anywidget.AnyWidget):
     ``device`` (the chosen microphone's name; empty: the default one).
     """
 
-    _esm = _STATIC / "widget.js"
-    _css = _STATIC / "widget.css"
+    # The front end as text, read once. Given a path, anywidget watches the file and
+    # connects a closure over every instance to its change signal, so no recorder is
+    # ever freed (anywidget issue 929); that reload is wanted only while developing.
+    _esm = _front_end("widget.js")
+    _css = _front_end("widget.css")
 
     # Synced: small, bounded state the view renders directly.
     status = traitlets.Enum(vm.STATUSES, default_value="idle").tag(sync=True)
@@ -719,11 +731,20 @@ class SonioxRecorder(anywidget.AnyWidget):
         return self.transcript
 
     def close(self) -> None:
-        """Close the widget; ends any recording at once (nothing keeps running)."""
+        """Close the widget; ends any recording at once (nothing keeps running), and
+        lets go of what it registered, so a closed recorder can be freed."""
         rec = getattr(self, "_recording", None)  # None if __init__ failed half-way
         if rec is not None:
             rec.cancel()  # the task closes its upstream session
+        self.on_msg(self._receive_from_front_end, remove=True)
+        self._utterance_callbacks.clear()
+        self._audio_listeners.clear()
+        # Every DOMWidget makes a Layout widget of its own, which stays in the widget
+        # registry (and keeps its comm open) until it is closed too.
+        layout = self.layout
         super().close()
+        if layout is not None:
+            layout.close()
 
 
 @dataclass(frozen=True)
