@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .transcript import Transcript
+
 
 class SonioxWidgetError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -30,7 +35,15 @@ class SonioxError(SonioxWidgetError):
     402 payment, 408 timeout, 429 rate limit, 500/503 server) when the service sent
     one; local failures use ``reason`` instead (``"connect"``, ``"handshake"``,
     ``"connection_lost"``, ``"timeout"``, ``"protocol"``, ``"closed"``).
+
+    ``partial`` is what was saved before the failure, when the failure ended a
+    transcription (``transcribe_file``, a recorder's ``wait_until_idle``): a
+    :class:`~soniox_widget.Transcript` of the final words only, with
+    ``partial.final_audio_proc_ms`` the audio they cover. ``None`` otherwise.
     """
+
+    #: The final words before the failure (see the class docstring).
+    partial: Transcript | None
 
     def __init__(
         self,
@@ -49,6 +62,7 @@ class SonioxError(SonioxWidgetError):
         self.error_code = error_code
         self.error_message = redact(error_message) if error_message is not None else message
         self.reason = reason or ("service" if error_code is not None else "unknown")
+        self.partial = None
 
     @property
     def retryable(self) -> bool:

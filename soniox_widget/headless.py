@@ -18,7 +18,7 @@ from typing import Any
 
 from .backend import choose_backend
 from .config import SonioxConfig
-from .errors import ConfigError
+from .errors import ConfigError, SonioxError
 from .session import ReconnectPolicy
 from .transcript import Transcript
 from .upstream import UpstreamSession
@@ -172,6 +172,9 @@ async def transcribe_file_async(
             finally:
                 feeder.cancel()
                 await asyncio.gather(feeder, return_exceptions=True)
+    except SonioxError as exc:
+        exc.partial = transcript.final_part()  # what was final is not lost with the session
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -408,6 +408,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         # the one that drove the recording can set it again from the browser.
         self.saved_transcript = vm.saved_transcript(t.segments(), t.translation_text)
         if rec.error is not None:
+            rec.error.partial = t.final_part()  # what was final is not lost with it
             if rec.view == PYTHON_VIEW:
                 self._python_failure = rec.error
             self.error = _friendly(rec.error, self._backend)
@@ -675,10 +676,12 @@ class SonioxRecorder(anywidget.AnyWidget):
         rec = self._recording
         if rec is None:
             if self._python_failure is not None:
-                raise SonioxError(
+                failure = SonioxError(
                     f"the last recording failed ({self._python_failure}); nothing was sent. "
                     "Call rec.start() to begin a new recording, then feed again.",
                     reason="closed")
+                failure.partial = self._python_failure.partial
+                raise failure
             self.start(audio_format=audio_format, sample_rate=sample_rate,
                        num_channels=num_channels)
             rec = self._recording

@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import os
 import unicodedata
 from collections import Counter
@@ -367,6 +368,14 @@ class Transcript:
     _utterances: list[Utterance] = field(default_factory=list, init=False, repr=False)
     _utterance_translation: list[list[Token]] = field(default_factory=list, init=False,
                                                       repr=False)
+
+    def final_part(self) -> Transcript:
+        """A copy holding only what is final: what a failed session leaves that can be
+        trusted (the words still being recognised are dropped)."""
+        part = copy.deepcopy(self)
+        part.nonfinal_tokens, part.nonfinal_translation_tokens = [], []
+        part.total_audio_proc_ms = part.final_audio_proc_ms
+        return part
 
     # -- text ------------------------------------------------------------------------
 

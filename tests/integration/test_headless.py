@@ -64,3 +64,68 @@ async def test_upstream_error_is_raised(tmp_path):
         with pytest.raises(SonioxError) as info:
             await transcribe_file_async(wav, url=server.url)
     assert info.value.error_code == 503
+
+
+def says_words_then_fails(words: int, code: int = 500):
+    """A stand-in that makes one word final per audio frame and, after ``words`` of
+    them, answers with an error instead of ``finished`` (issue 22: the failure lost them)."""
+    import json
+
+    from tests import standin
+
+    async def run(ws):
+        await standin.read_start(ws)
+        said = 0
+        async for msg in ws:
+            if isinstance(msg, bytes) and msg and said < words:
+                said += 1
+                await ws.send(json.dumps({"tokens": [
+                    {"text": f" w{said}", "is_final": True, "start_ms": said * 10,
+                     "end_ms": said * 10 + 5},
+                    {"text": " maybe", "is_final": False}],
+                    "final_audio_proc_ms": said * 10 + 5}))
+            if said == words or msg == b"":
+                await ws.send(json.dumps({"error_code": code, "error_message": "it broke"}))
+                await ws.close()
+                return
+    return run
+
+
+async def test_a_failed_transcription_hands_back_its_final_words(tmp_path):
+    from soniox_widget.session import NO_RECONNECT
+    from tests import standin
+
+    wav = write_wav(tmp_path / "long.wav", seconds=15.0)  # ~150 frames
+    async with standin.StandIn(says_words_then_fails(120)) as server:
+        with pytest.raises(SonioxError) as info:
+            await transcribe_file_async(wav, url=server.url, reconnect=NO_RECONNECT,
+                                        audio_format="pcm_s16le", sample_rate=16000,
+                                        num_channels=1)
+    part = info.value.partial
+    assert part is not None and info.value.error_code == 500
+    assert part.final_text.split() == [f"w{i}" for i in range(1, 121)]
+    assert part.nonfinal_text == ""          # the guess in flight is not kept
+    assert part.final_audio_proc_ms == 1205  # the audio the final words cover
+
+
+async def test_a_failed_recording_hands_back_its_final_words():
+    from soniox_widget.recorder import SonioxRecorder
+    from soniox_widget.session import NO_RECONNECT
+    from tests import standin
+
+    async with standin.StandIn(says_words_then_fails(30)) as server:
+        rec = SonioxRecorder(url=server.url, reconnect=NO_RECONNECT,
+                             audio_format="pcm_s16le", sample_rate=16000, num_channels=1)
+        try:
+            with pytest.raises(SonioxError) as info:
+                for _ in range(100):  # until feed raises the failure, which carries it too
+                    rec.feed(bytes(640))
+                    await asyncio.sleep(0.01)
+            with pytest.raises(SonioxError) as waited:
+                await rec.wait_until_idle(timeout=10)
+        finally:
+            rec.close()
+    for error in (info.value, waited.value):
+        assert error.partial is not None
+        assert error.partial.final_text.split() == [f"w{i}" for i in range(1, 31)]
+    assert rec.final_text.split() == [f"w{i}" for i in range(1, 31)]
