@@ -160,7 +160,7 @@ async def transcribe_file_async(
                 async for piece in paced_chunks(data, seconds, pace, on_progress=on_progress):
                     if session.state.is_over:
                         return  # failed: replies() raises why
-                    session.send_audio(piece)
+                    await session.write_audio(piece)  # waits while the service is away
                 session.end()
 
             feeder = asyncio.create_task(feed())

@@ -672,6 +672,12 @@ class SonioxRecorder(anywidget.AnyWidget):
 
         The first call starts a session (see :meth:`start` for the format options).
         After a failure it raises the failure instead: call :meth:`start` to begin anew.
+
+        It never waits: while the service is away (connecting, reconnecting) the audio
+        queues in memory, and after a reconnect only the last ``max_resend_seconds``
+        (60 s) of audio whose words were not final are sent again; older audio is never
+        transcribed (a warning is logged). A producer that can wait (a file, a
+        generator) should ``await`` :meth:`feed_async` instead.
         """
         rec = self._recording
         if rec is None:
@@ -693,6 +699,26 @@ class SonioxRecorder(anywidget.AnyWidget):
             raise SonioxError("the recording is paused; call rec.resume() first",
                               reason="closed")
         rec.feed(bytes(data))
+
+    async def feed_async(self, data: bytes | bytearray | memoryview, *,
+                         audio_format: str | None = None, sample_rate: int | None = None,
+                         num_channels: int | None = None) -> None:
+        """:meth:`feed`, then wait while the service is not taking audio (connecting,
+        reconnecting, or its connection's buffer is full): back-pressure for producers
+        that can wait, so nothing piles up in memory or outruns what a reconnect can
+        resend.
+
+        Example::
+
+            async for chunk in source:        # an async generator of PCM bytes
+                await rec.feed_async(chunk, audio_format="pcm_s16le",
+                                     sample_rate=16000, num_channels=1)
+            rec.stop()
+        """
+        self.feed(data, audio_format=audio_format, sample_rate=sample_rate,
+                  num_channels=num_channels)
+        if (rec := self._recording) is not None:
+            await rec.wait_for_room()
 
     def transcribe_file(self, path: str | os.PathLike[str], *, realtime: bool = True
                         ) -> asyncio.Task[Transcript]:
@@ -726,6 +752,7 @@ class SonioxRecorder(anywidget.AnyWidget):
             if rec.ended:
                 break  # failed or closed: wait_until_idle raises why
             rec.feed(piece)
+            await rec.wait_for_room()
         if not rec.ended:
             rec.end("stop")
         await rec.done.wait()

@@ -119,6 +119,12 @@ class Recording:
                               "feed again to start a new one", reason="closed")
         self._forward(data)
 
+    async def wait_for_room(self) -> None:
+        """Wait while the service is not taking audio (see
+        :meth:`UpstreamSession.wait_for_room`); at once if the recording is over."""
+        if not self.upstream.ended:
+            await self.upstream.wait_for_room()
+
     def _forward(self, data: bytes) -> None:
         self.next_seq += 1
         self.bytes_in += len(data)

@@ -189,6 +189,7 @@ class UpstreamSession:
         self._transcoder: Any = None
         self._over = asyncio.Event()
         self._connected = asyncio.Event()
+        self._changed = asyncio.Event()  # the core acted: wait_for_room looks again
         self._closed = False
 
     def __repr__(self) -> str:
@@ -280,12 +281,22 @@ class UpstreamSession:
         self._handle(self._core.audio(bytes(data), self._now()))
 
     async def write_audio(self, data: bytes | bytearray | memoryview) -> None:
-        """:meth:`send_audio`, then wait while the service's connection has no room.
-
-        For a producer that can wait: when the service takes data slowly, the caller
-        waits here (backpressure) instead of the socket's buffer growing.
-        """
+        """:meth:`send_audio`, then :meth:`wait_for_room`: for a producer that can wait."""
         self.send_audio(data)
+        await self.wait_for_room()
+
+    async def wait_for_room(self) -> None:
+        """Wait while the service is not taking audio: connecting or reconnecting
+        (:attr:`SessionCore.takes_audio`), or its connection's buffer is full.
+
+        A producer that waits here (files, generators) holds no more than a chunk in
+        memory while the service is slow or away, and never outruns what a reconnect
+        can resend. Returns at once once the session is over (its failure is raised
+        by :meth:`replies`).
+        """
+        while not self._core.takes_audio:
+            self._changed.clear()
+            await self._changed.wait()
         ws = self._sockets.get(self._core.current_connection)
         if ws is not None and ws.writing_paused:
             await ws.wait_writable()
@@ -427,6 +438,8 @@ class UpstreamSession:
                     transcoder, self._transcoder = self._transcoder, None
                     # Its thread may take a moment to stop: not on the event loop.
                     asyncio.get_running_loop().run_in_executor(None, transcoder.abort)
+        if actions:
+            self._changed.set()  # wait_for_room looks again (cheap with no waiter)
         # Audio frames and replies (one per chunk and per reply) skip the deadline
         # timer's look at the core: they can only have moved deadlines later.
         if not _moves_no_deadline_earlier(actions):
@@ -437,6 +450,7 @@ class UpstreamSession:
                                                    type(failed).__name__, self._now()))
 
     def _signal_over(self) -> None:
+        self._changed.set()
         if not self._over.is_set():
             self._over.set()
             self._replies.put_nowait(None)

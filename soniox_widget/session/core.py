@@ -334,6 +334,17 @@ class SessionCore:
     def ended(self) -> bool:
         return self._end_requested
 
+    @property
+    def takes_audio(self) -> bool:
+        """Whether audio given now goes out at once (a connection is open and live).
+
+        A producer that can wait waits while this is False, instead of piling audio up
+        while the service is away: what is not final yet is resent after a reconnect
+        only back to ``max_resend_seconds``, and older audio is let go. An over session
+        takes nothing, and is not waited for (its caller learns why from it).
+        """
+        return self.state.is_over or (self._conn_open and self.state in _LIVE)
+
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`tick` has something to do (None: nothing timed)."""
         if self.state.is_over:

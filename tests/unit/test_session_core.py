@@ -398,6 +398,27 @@ def test_a_drop_reconnects_and_resends_the_audio_that_was_not_final():
     assert core.reconnects == 1 and core.state == S.STREAMING
 
 
+def test_audio_is_taken_only_while_a_connection_is_live():
+    """What a producer that can wait waits for (UpstreamSession.wait_for_room)."""
+    core = make()
+    assert not core.takes_audio                  # new
+    core.start(0.0)
+    assert not core.takes_audio                  # connecting
+    core.connected(1, 0.1)
+    assert core.takes_audio                      # streaming
+    core.pause(0.2)
+    assert core.takes_audio                      # paused: keepalives, audio still goes
+    core.resume(0.3)
+    drop(core, 1.0)
+    assert not core.takes_audio                  # reconnecting
+    core.tick(1.5)
+    assert not core.takes_audio                  # a new connection is on its way
+    core.connected(2, 1.6)
+    assert core.takes_audio
+    core.close(2.0)
+    assert core.state.is_over and core.takes_audio  # over: nothing to wait for
+
+
 def test_replies_after_a_reconnect_are_on_the_recordings_clock():
     core = connected_core()
     core.audio(pcm(1500), 1.5)
