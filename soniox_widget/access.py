@@ -20,6 +20,7 @@ Jupyter's own server makes the same two checks (``allow_remote_access``,
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -45,19 +46,28 @@ def _is_ip(name: str) -> bool:
     return True
 
 
+# RFC 9110's Host: uri-host [":" port], where uri-host is an IP literal in brackets or a
+# name of dot-separated labels (which also covers IPv4). Exact: nothing else may follow
+# (a "#", "?", "/" or "@" makes it no host at all, though a URL parser would cut there).
+_HOST = re.compile(r"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?))"
+                   r"(?::(?P<port>[0-9]{0,5}))?")
+
+
 def split_host(value: str) -> tuple[str, int | None] | None:
-    """``"Example.com:3001"`` → ``("example.com", 3001)``; None if it is not a host."""
-    value = value.strip()
-    if not value or any(ch.isspace() for ch in value):
+    """``"Example.com:3001"`` → ``("example.com", 3001)``; None if it is not exactly a
+    host (with an optional port) as a Host header may hold one."""
+    match = _HOST.fullmatch(value)
+    if match is None:
         return None
-    parts = urlsplit(f"//{value}")
-    try:
-        port = parts.port
-    except ValueError:
+    port = int(match["port"]) if match["port"] else None
+    if port is not None and port > 65535:
         return None
-    if not parts.hostname or parts.username or parts.password or parts.path:
-        return None
-    return parts.hostname.lower(), port
+    if match["ip6"] is not None:
+        try:
+            return str(ipaddress.IPv6Address(match["ip6"])), port
+        except ValueError:
+            return None
+    return match["name"].lower(), port
 
 
 def normalise_origin(origin: str) -> str | None:

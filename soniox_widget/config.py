@@ -15,6 +15,10 @@ from typing import Any
 from .errors import ConfigError
 
 DEFAULT_MODEL = "stt-rt-v5"
+#: Raw audio rates accepted (telephone 8 kHz down to 1 kHz; studio rates up to 384 kHz).
+#: Anything outside is a mistake (a rate in kHz, a byte count), refused with a 400.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
 
 CONTAINER_FORMATS = frozenset(
     {"auto", "aac", "aiff", "amr", "asf", "flac", "mp3", "ogg", "wav", "webm"}
@@ -156,6 +160,11 @@ class SonioxConfig:
                     f"know its layout: also set {' and '.join(missing)} "
                     f"(e.g. sample_rate=16000, num_channels=1)."
                 )
+        rate = self.sample_rate
+        if rate is not None and not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise ConfigError(
+                f"sample_rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, got "
+                f"{self.sample_rate}; give the audio's own rate (16000, 44100, 48000, ...)")
         if self.num_channels is not None and self.num_channels > 8:
             raise ConfigError(f"num_channels must be between 1 and 8, got {self.num_channels}")
         if self.max_endpoint_delay_ms is not None and not 500 <= self.max_endpoint_delay_ms <= 3000:

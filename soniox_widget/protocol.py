@@ -357,6 +357,10 @@ def parse_start_message(frame: str | bytes) -> StartMessage:
     return StartMessage(_load_json_object(frame, "start message"))
 
 
+#: The longest silence a finalize may say follows the audio (a minute; more is a mistake).
+MAX_TRAILING_SILENCE_MS = 60_000
+
+
 def parse_client_message(frame: str | bytes) -> ClientMessage:
     """Parse a frame a client sent after the start message.
 
@@ -378,8 +382,9 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
     if kind == "finalize":
         silence = control.get("trailing_silence_ms")
         if silence is not None and (isinstance(silence, bool) or not isinstance(silence, int)
-                                    or silence < 0):
-            raise ProtocolError("trailing_silence_ms must be a non-negative integer")
+                                    or not 0 <= silence <= MAX_TRAILING_SILENCE_MS):
+            raise ProtocolError("trailing_silence_ms must be an integer from 0 to "
+                                f"{MAX_TRAILING_SILENCE_MS}")
         return FinalizeRequest(silence)
     raise ProtocolError(f"unknown control message type {str(kind)[:40]!r}; expected "
                         "'finalize' or 'keepalive'")

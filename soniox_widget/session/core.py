@@ -290,6 +290,7 @@ class SessionCore:
         self._last_sent = 0.0
         # Reconnecting
         self._attempts = 0            # failed attempts since the last working connection
+        self._tried = 0               # reconnects opened since then (for the message)
         self._proven = True           # the current connection works (words or time)
         self._connected_at = 0.0
         self._last_error: SonioxError | None = None
@@ -578,6 +579,7 @@ class SessionCore:
             if self._retry_at is not None and now >= self._retry_at:
                 self._retry_at = None
                 self.connections += 1
+                self._tried += 1
                 return [OpenConnection(self._conn)]
             return []
         if (self._conn_open and self._end_sent_at is None and self.state in _LIVE
@@ -741,7 +743,7 @@ class SessionCore:
     def _prove(self) -> None:
         """The new connection works: a later drop starts afresh."""
         self._proven = True
-        self._attempts = 0
+        self._attempts = self._tried = 0
         self._drop_at = None
         self._last_error = None
 
@@ -840,7 +842,7 @@ class SessionCore:
         last = self._last_error
         return self._fail(SonioxError(
             f"lost the connection to {self.where} and could not reconnect "
-            f"({self._attempts} attempt{'s' if self._attempts != 1 else ''}): "
+            f"({self._tried} attempt{'s' if self._tried != 1 else ''}): "
             f"{self._last_problem}. Start a new recording to continue.",
             error_code=last.error_code if last else None,
             error_message=last.error_message if last else None,

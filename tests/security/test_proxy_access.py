@@ -109,6 +109,17 @@ async def test_rebinding_host_gets_421_for_the_page_and_the_websocket(proxy, loc
     assert proxy.sessions_started == 0
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}#@evil.example", "127.0.0.1:{port}?x",
+                                  "127.0.0.1:{port}/x", "user@127.0.0.1:{port}",
+                                  "127.0.0.1:{port}\\evil.example", "127.0.0.1:99999"])
+async def test_a_host_with_characters_a_host_cannot_hold_gets_421(proxy, local_server, host):
+    """Issue 22: a URL parser cuts at "#" or "?" and saw 127.0.0.1 in these; a Host
+    header holds a name or address and a port, nothing else."""
+    status, _, _ = await http_get(proxy.port, "/", {"Host": host.format(port=proxy.port)})
+    assert status == 421
+    assert local_server.sessions == []
+
+
 async def test_foreign_origin_with_a_good_host_gets_403(proxy, local_server):
     status, _, _ = await http_get(proxy.port, "/", {"Origin": "http://evil.example"})
     assert status == 403

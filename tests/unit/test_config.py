@@ -112,3 +112,37 @@ def test_the_key_decision_parses_the_host_not_the_string(monkeypatch):
         choose_backend(url="wss://user:pw@example.invalid/x")
     with pytest.raises(ConfigError, match="invalid port"):
         choose_backend(url="ws://127.0.0.1:99999/x")
+
+
+def test_host_values_are_parsed_exactly():
+    from soniox_widget.access import split_host
+
+    assert split_host("Example.com:3001") == ("example.com", 3001)
+    assert split_host("localhost") == ("localhost", None)
+    assert split_host("[::1]:8888") == ("::1", 8888)
+    assert split_host("127.0.0.1:") == ("127.0.0.1", None)  # RFC 3986: the port may be empty
+    for bad in ("127.0.0.1:1#@evil.example", "127.0.0.1:1?x", "a b", "user@host", "",
+                "host:65536", "[::g]", "host/path", "ho%73t", "[::1", "host:1:2"):
+        assert split_host(bad) is None, bad
+
+
+@pytest.mark.parametrize("options, fix", [
+    ({"sample_rate": 10**30}, "sample_rate must be between 1000 and 384000"),
+    ({"sample_rate": 16}, "sample_rate must be between"),
+    ({"num_channels": 9}, "num_channels must be between 1 and 8"),
+    ({"max_endpoint_delay_ms": 10**9}, "max_endpoint_delay_ms must be between"),
+    ({"client_reference_id": "x" * 300}, "at most 256"),
+])
+def test_every_numeric_start_message_field_has_an_upper_bound(options, fix):
+    message = {"model": "stt-rt-v5", "audio_format": "pcm_s16le", "sample_rate": 16000,
+               "num_channels": 1, **options}
+    with pytest.raises(ConfigError, match=fix):
+        SonioxConfig.from_start_message(message)
+
+
+def test_a_finalize_says_at_most_a_minute_of_silence():
+    from soniox_widget.protocol import ProtocolError, parse_client_message
+
+    assert parse_client_message('{"type": "finalize", "trailing_silence_ms": 60000}')
+    with pytest.raises(ProtocolError, match="from 0 to 60000"):
+        parse_client_message('{"type": "finalize", "trailing_silence_ms": 1000000000}')

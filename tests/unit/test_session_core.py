@@ -733,8 +733,9 @@ def test_the_window_since_the_drop_bounds_the_reconnect():
     assert core.next_deadline() == 1.0  # the attempt hangs
     assert core.tick(0.99) == []
     actions = core.tick(1.0)
-    assert_failed(core, actions, "connection_lost")
+    err = assert_failed(core, actions, "connection_lost")
     assert CloseConnection(2) in actions  # the hanging attempt is cancelled
+    assert "(1 attempt)" in str(err)      # the one in flight was made (it said 0)
 
 
 def test_a_failed_attempt_after_the_window_gives_up_at_once():
