@@ -7,11 +7,24 @@ Public API::
     Transcript          the fold of replies: final_text, nonfinal_text, tokens, events
     transcribe_file     a file through the same path, blocking (async: transcribe_file_async)
     UpstreamSession     the proxy coroutine itself, for your own front ends
-    SonioxError         every session failure (error_code, error_message, reason)
+    SonioxError         every session failure (error_code, error_message, reason,
+                        retryable, partial); one subclass per kind (ConnectError, ...)
 """
 
 from .config import SonioxConfig
-from .errors import ConfigError, MissingAPIKeyError, SonioxError, SonioxWidgetError
+from .errors import (
+    ConfigError,
+    ConnectError,
+    ConnectionLostError,
+    HandshakeError,
+    MissingAPIKeyError,
+    ProtocolViolationError,
+    ServiceError,
+    SessionClosedError,
+    SessionTimeoutError,
+    SonioxError,
+    SonioxWidgetError,
+)
 from .headless import transcribe_file, transcribe_file_async
 from .protocol import Reply, Token
 from .redaction import install_log_redaction
@@ -24,9 +37,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "ConnectError",
+    "ConnectionLostError",
+    "HandshakeError",
     "MissingAPIKeyError",
+    "ProtocolViolationError",
     "Reply",
     "Segment",
+    "ServiceError",
+    "SessionClosedError",
+    "SessionTimeoutError",
     "SonioxConfig",
     "SonioxError",
     "SonioxWidgetError",

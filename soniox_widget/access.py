@@ -49,7 +49,8 @@ def _is_ip(name: str) -> bool:
 # RFC 9110's Host: uri-host [":" port], where uri-host is an IP literal in brackets or a
 # name of dot-separated labels (which also covers IPv4). Exact: nothing else may follow
 # (a "#", "?", "/" or "@" makes it no host at all, though a URL parser would cut there).
-_HOST = re.compile(r"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?))"
+_HOST = re.compile(r"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]"
+                   r"|(?P<name>[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?))"
                    r"(?::(?P<port>[0-9]{0,5}))?")
 
 

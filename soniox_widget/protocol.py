@@ -22,10 +22,8 @@ FIN_TOKEN = "<fin>"
 """The server's answer to a ``finalize`` request."""
 SPECIAL_TOKENS = frozenset({END_TOKEN, FIN_TOKEN})
 
-#: Error codes after which a new session with the same settings will fail again.
-FATAL_ERROR_CODES = frozenset({400, 401, 402})
-#: Error codes worth retrying with a new session (Soniox's own SDKs do so).
-RETRYABLE_ERROR_CODES = frozenset({408, 429, 500, 503})
+# What each error code means for a session, and which are retried: one table,
+# ``errors.ERROR_CODES``, read by ``errors.is_retryable``.
 
 
 class ProtocolError(ValueError):
@@ -254,11 +252,6 @@ def error_reply(code: int, message: str) -> Reply:
 # here: the upstream driver, the local server and the standalone proxy share one
 # definition of start, audio, finalize, keepalive and end of stream.
 
-#: Error codes after which the session is restarted on a new connection (Soniox's
-#: "Please restart the request" 503, server errors, and 408 timeouts).
-RECONNECT_ERROR_CODES = frozenset({408, 500, 503})
-
-
 @dataclass(frozen=True)
 class StartMessage:
     """The first frame: the session's configuration (JSON object, never the key)."""
@@ -383,8 +376,8 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
         silence = control.get("trailing_silence_ms")
         if silence is not None and (isinstance(silence, bool) or not isinstance(silence, int)
                                     or not 0 <= silence <= MAX_TRAILING_SILENCE_MS):
-            raise ProtocolError("trailing_silence_ms must be an integer from 0 to "
-                                f"{MAX_TRAILING_SILENCE_MS}")
+            raise ProtocolError("trailing_silence_ms must be a non-negative integer of at "
+                                f"most {MAX_TRAILING_SILENCE_MS}")
         return FinalizeRequest(silence)
     raise ProtocolError(f"unknown control message type {str(kind)[:40]!r}; expected "
                         "'finalize' or 'keepalive'")

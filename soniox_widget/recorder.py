@@ -44,7 +44,7 @@ import traitlets
 from . import view_messages as vm
 from .backend import Backend, choose_backend, is_soniox_host
 from .config import SonioxConfig
-from .errors import ConfigError, SonioxError, SonioxWidgetError
+from .errors import ConfigError, SessionClosedError, SonioxError, SonioxWidgetError, user_message
 from .headless import paced_chunks, read_audio_file
 from .protocol import Reply
 from .recording import PYTHON_VIEW, Recording
@@ -90,21 +90,8 @@ def engine_kind(backend: Backend | None) -> str:
 
 
 def _friendly(exc: BaseException, backend: Backend | None) -> str:
-    """An error message that says what to do next."""
-    if isinstance(exc, SonioxError):
-        if exc.error_code == 401 or (exc.reason == "handshake" and exc.error_code == 403):
-            return ("The API key was refused (401). Check SONIOX_API_KEY (or the api_key you "
-                    "passed), then click Record again.")
-        if exc.error_code == 402:
-            return f"{exc} — check the billing of your Soniox account."
-        if exc.error_code == 429:
-            return f"{exc} — too many sessions at once; wait a moment and record again."
-        if exc.reason == "connect":
-            where = backend.label if backend else "the speech service"
-            return f"Cannot reach {where}: {exc} Click Record to try again."
-        text = str(exc).rstrip(".")
-        return f"{text}. Click Record to try again."
-    return str(exc)
+    """An error message that says what to do next (:func:`.errors.user_message`)."""
+    return user_message(exc, backend.label if backend else None)
 
 
 def _on_widget_loop(method: Callable[..., None]) -> Callable[..., None]:
@@ -345,7 +332,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         elif isinstance(message, vm.Abort):
             logger.info("recording aborted by the browser (%s): %s", message.kind,
                         message.message)
-            rec.error = SonioxError(message.message, reason="closed")
+            rec.error = SessionClosedError(message.message)
             rec.cancel()
         elif isinstance(message, vm.Pause):
             rec.pause()
@@ -657,7 +644,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         call ``start()`` again.
         """
         if self._recording is not None:
-            raise SonioxError("a recording is in progress; stop it first", reason="closed")
+            raise SessionClosedError("a recording is in progress; stop it first")
         changes = {k: v for k, v in (("audio_format", audio_format),
                                      ("sample_rate", sample_rate),
                                      ("num_channels", num_channels)) if v is not None}
@@ -682,10 +669,9 @@ class SonioxRecorder(anywidget.AnyWidget):
         rec = self._recording
         if rec is None:
             if self._python_failure is not None:
-                failure = SonioxError(
+                failure = SessionClosedError(
                     f"the last recording failed ({self._python_failure}); nothing was sent. "
-                    "Call rec.start() to begin a new recording, then feed again.",
-                    reason="closed")
+                    "Call rec.start() to begin a new recording, then feed again.")
                 failure.partial = self._python_failure.partial
                 raise failure
             self.start(audio_format=audio_format, sample_rate=sample_rate,
@@ -693,11 +679,9 @@ class SonioxRecorder(anywidget.AnyWidget):
             rec = self._recording
             assert rec is not None
         elif rec.from_view:
-            raise SonioxError("the microphone is recording in the widget; stop it first",
-                              reason="closed")
+            raise SessionClosedError("the microphone is recording in the widget; stop it first")
         if rec.paused:
-            raise SonioxError("the recording is paused; call rec.resume() first",
-                              reason="closed")
+            raise SessionClosedError("the recording is paused; call rec.resume() first")
         rec.feed(bytes(data))
 
     async def feed_async(self, data: bytes | bytearray | memoryview, *,
@@ -736,7 +720,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         if not file.is_file():
             raise FileNotFoundError(f"no audio file at {file}; check the path")
         if self._recording is not None:
-            raise SonioxError("a recording is in progress; stop it first", reason="closed")
+            raise SessionClosedError("a recording is in progress; stop it first")
         self.start()
         return self._loop.create_task(self._transcribe_file(file, realtime))
 

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 
 from ._deadline import DeadlineTimer
-from .errors import SonioxError
+from .errors import ProtocolViolationError, SessionClosedError, SonioxError
 from .protocol import Reply
 from .upstream import UpstreamSession
 
@@ -115,8 +115,9 @@ class Recording:
     def feed(self, data: bytes) -> None:
         """Audio from Python (no numbering: calls are already in order)."""
         if self.upstream.ended:
-            raise SonioxError("this recording was stopped; await rec.wait_until_idle(), then "
-                              "feed again to start a new one", reason="closed")
+            raise SessionClosedError("this recording was stopped; await "
+                                     "rec.wait_until_idle(), then feed again to start a new "
+                                     "one")
         self._forward(data)
 
     async def wait_for_room(self) -> None:
@@ -200,18 +201,17 @@ class Recording:
         except SonioxError as exc:
             self.error = exc
         except asyncio.CancelledError:
-            self.error = self.error or SonioxError("the recording was closed", reason="closed")
+            self.error = self.error or SessionClosedError("the recording was closed")
             self._finish()
             raise
         except Exception as exc:  # keep the kernel side alive whatever happens
             logger.exception("recording crashed")
-            self.error = SonioxError(f"internal error: {exc}", reason="protocol")
+            self.error = ProtocolViolationError(f"internal error: {exc}")
         self._finish()
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if not self.done.is_set():  # cancelled before it ever ran
-            self.error = self.error or SonioxError("the recording was closed",
-                                                   reason="closed")
+            self.error = self.error or SessionClosedError("the recording was closed")
             self._finish()
 
     def _finish(self) -> None:

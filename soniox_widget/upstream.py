@@ -47,7 +47,7 @@ from ._deadline import DeadlineTimer
 from .auth import APIKey
 from .backend import Backend, choose_backend
 from .config import SonioxConfig
-from .errors import ConfigError, SonioxError
+from .errors import ConfigError, ConnectError, HandshakeError, SessionClosedError, SonioxError
 from .protocol import Reply
 from .session.core import (
     Action,
@@ -233,7 +233,7 @@ class UpstreamSession:
     def start(self) -> None:
         """Begin connecting in the background; returns at once (audio may be sent now)."""
         if self._closed:
-            raise SonioxError("this session was closed; start a new one", reason="closed")
+            raise SessionClosedError("this session was closed; start a new one")
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._deadline = DeadlineTimer(
@@ -340,7 +340,7 @@ class UpstreamSession:
 
     def _check_usable(self, what: str) -> None:
         if self._closed and not self._core.state.is_over:
-            raise SonioxError(f"cannot {what}: the session is closed", reason="closed")
+            raise SessionClosedError(f"cannot {what}: the session is closed")
 
     # -- server → client ------------------------------------------------------------------
 
@@ -370,8 +370,7 @@ class UpstreamSession:
                 for w in waiters:
                     w.cancel()
         if not self._connected.is_set():
-            raise self.error or SonioxError("the session ended before connecting",
-                                            reason="closed")
+            raise self.error or SessionClosedError("the session ended before connecting")
 
     async def wait_finished(self) -> None:
         """Wait until the session is over (call :meth:`end` first); raise its failure."""
@@ -532,16 +531,16 @@ class UpstreamSession:
         except InvalidStatus as exc:
             status = exc.response.status_code
             hint = _HANDSHAKE_HINTS.get(status, "check the URL and try again")
-            raise SonioxError(
+            raise HandshakeError(
                 f"{self.backend.label} refused the connection (HTTP {status}): {hint}",
-                error_code=status, reason="handshake") from None
+                error_code=status) from None
         except InvalidURI:
-            raise SonioxError(f"{url!r} is not a valid WebSocket URL", reason="connect") from None
+            raise ConnectError(f"{url!r} is not a valid WebSocket URL") from None
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             what = "timed out" if isinstance(exc, TimeoutError) else self._redact(str(exc))
-            raise SonioxError(
+            raise ConnectError(
                 f"cannot connect to {self.backend.label} ({url}): {what}. Check the network "
-                "and the URL (SONIOX_WS_URL), then try again.", reason="connect") from None
+                "and the URL (SONIOX_WS_URL), then try again.") from None
 
     # -- resuming container audio ---------------------------------------------------------
 

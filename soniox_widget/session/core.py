@@ -37,11 +37,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..config import SonioxConfig
-from ..errors import SonioxError
+from ..errors import (
+    ConnectionLostError,
+    ProtocolViolationError,
+    ServiceError,
+    SessionClosedError,
+    SessionTimeoutError,
+    SonioxError,
+    is_retryable,
+)
 from ..protocol import (
     END_TOKEN,
     FIN_TOKEN,
-    RECONNECT_ERROR_CODES,
     EndOfStream,
     FinalizeRequest,
     KeepaliveMessage,
@@ -394,10 +401,10 @@ class SessionCore:
             return []
         if error is not None:
             last = self._last_error
-            return self._fail(SonioxError(
+            return self._fail(ProtocolViolationError(
                 f"{self._last_problem}, and the session could not be resumed because the "
                 f"audio could not be decoded in the kernel: {error}",
-                error_code=last.error_code if last else None, reason="protocol"))
+                error_code=last.error_code if last else None))
         self._transcoder_done = True
         return self._flush_controls(now)
 
@@ -456,8 +463,7 @@ class SessionCore:
         """The user gave up on the session: stop everything now."""
         if self.state.is_over:
             return []
-        return self._fail(SonioxError("the session was closed before it finished",
-                                      reason="closed"))
+        return self._fail(SessionClosedError("the session was closed before it finished"))
 
     # -- connection events ---------------------------------------------------------------
 
@@ -489,7 +495,7 @@ class SessionCore:
     def connect_failed(self, conn: int, error: SonioxError, now: float) -> list[Action]:
         if conn != self._conn or self.state.is_over:
             return []
-        if self.state == SessionState.RECONNECTING and self._retryable_failure(error):
+        if self.state == SessionState.RECONNECTING and is_retryable(error):
             self._last_problem = str(error)
             self._last_error = error
             return self._schedule_retry(now)
@@ -518,17 +524,15 @@ class SessionCore:
                 return self._accept_as_sent(data, frame, now)
             reply = reply_from_data(data)
         except ProtocolError as exc:
-            return self._fail(SonioxError(
-                f"unexpected reply from {self.where}: {self._redact(str(exc))}",
-                reason="protocol"))
+            return self._fail(ProtocolViolationError(
+                f"unexpected reply from {self.where}: {self._redact(str(exc))}"))
         if reply.is_error:
             text = self._redact(reply.error_message or "")
             code = "" if reply.error_code is None else f" {reply.error_code}"
-            err = SonioxError(f"error{code} from {self.where}: {text}",
-                              error_code=reply.error_code, error_message=text,
-                              reason="service")
+            err = ServiceError(f"error{code} from {self.where}: {text}",
+                               error_code=reply.error_code, error_message=text)
             self._last_error = err
-            if reply.error_code in RECONNECT_ERROR_CODES and self._can_resume():
+            if is_retryable(err) and self._can_resume():
                 return self._drop(f"{self.where} asked to restart the session "
                                   f"({reply.error_code})", now)
             return self._fail(err)
@@ -542,8 +546,8 @@ class SessionCore:
         """The driver could not process what ``conn`` sent: end the session clearly."""
         if conn != self._conn or self.state.is_over:
             return []
-        return self._fail(SonioxError(f"could not process a reply from {self.where} "
-                                      f"({what})", reason="protocol"))
+        return self._fail(ProtocolViolationError(
+            f"could not process a reply from {self.where} ({what})"))
 
     def connection_closed(self, conn: int, code: int | None, now: float) -> list[Action]:
         """``conn`` is gone (after an error reply, a network failure or a close)."""
@@ -552,8 +556,8 @@ class SessionCore:
         self._conn_open = False
         if self.state in _NOT_CONNECTED:
             # Closed during the handshake, before any reply: count it as a failed try.
-            err = SonioxError(f"the connection to {self.where} closed during the handshake "
-                              f"(close code {code})", reason="connection_lost")
+            err = ConnectionLostError(f"the connection to {self.where} closed during the "
+                                      f"handshake (close code {code})")
             if self.state == SessionState.RECONNECTING:
                 self._last_problem = str(err)
                 return self._schedule_retry(now)
@@ -561,18 +565,17 @@ class SessionCore:
         why = f"the connection to {self.where} was lost (close code {code or 'none'})"
         if self._can_resume():
             return self._drop(why, now)
-        return self._fail(SonioxError(
-            f"{why} before the session finished; start a new recording to continue",
-            reason="connection_lost"))
+        return self._fail(ConnectionLostError(
+            f"{why} before the session finished; start a new recording to continue"))
 
     def tick(self, now: float) -> list[Action]:
         """Time passed: keepalives, retries and deadlines."""
         if self.state.is_over:
             return []
         if self._end_sent_at is not None and now >= self._end_sent_at + self.finish_timeout:
-            return self._fail(SonioxError(
+            return self._fail(SessionTimeoutError(
                 f"no 'finished' reply within {self.finish_timeout:g} s after the end of "
-                f"stream; {self.where} may be overloaded. Try again.", reason="timeout"))
+                f"stream; {self.where} may be overloaded. Try again."))
         if self.state == SessionState.RECONNECTING:
             if self._drop_at is not None and now >= self._drop_at + self.policy.window:
                 return self._give_up()
@@ -591,10 +594,10 @@ class SessionCore:
 
     def _check_accepting(self, what: str) -> None:
         if self.state.is_over:
-            raise SonioxError(f"cannot {what}: the session is over"
-                              + (f" ({self.error})" if self.error else ""), reason="closed")
+            raise SessionClosedError(f"cannot {what}: the session is over"
+                                     + (f" ({self.error})" if self.error else ""))
         if self._end_requested:
-            raise SonioxError(f"cannot {what}: the stream was already ended", reason="closed")
+            raise SessionClosedError(f"cannot {what}: the stream was already ended")
 
     def _set_state(self, state: SessionState) -> list[Action]:
         if state == self.state:
@@ -763,12 +766,6 @@ class SessionCore:
             return True
         return self._container is not None and self._container.complete
 
-    @staticmethod
-    def _retryable_failure(error: SonioxError) -> bool:
-        if error.reason in ("connect", "connection_lost", "timeout"):
-            return True
-        return error.reason == "handshake" and error.error_code in (408, 500, 502, 503, 504)
-
     def _drop(self, why: str, now: float) -> list[Action]:
         """The connection is lost but the session goes on: plan the resend, then retry."""
         logger.info("%s; reconnecting", why)
@@ -840,13 +837,12 @@ class SessionCore:
 
     def _give_up(self) -> list[Action]:
         last = self._last_error
-        return self._fail(SonioxError(
+        return self._fail(ConnectionLostError(
             f"lost the connection to {self.where} and could not reconnect "
             f"({self._tried} attempt{'s' if self._tried != 1 else ''}): "
             f"{self._last_problem}. Start a new recording to continue.",
             error_code=last.error_code if last else None,
-            error_message=last.error_message if last else None,
-            reason="connection_lost"))
+            error_message=last.error_message if last else None))
 
     def _fail(self, error: SonioxError) -> list[Action]:
         if self.state.is_over:
