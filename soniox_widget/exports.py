@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .transcript import WORD_COLUMNS, Transcript, Utterance, Word, join_words
+from .words import WORD_COLUMNS, Utterance, Word, join_words
 
 if TYPE_CHECKING:
     import pandas
+
+    from .transcript import Transcript
 
 #: Subtitle guidelines (BBC, Netflix) keep a line to about 42 characters...
 MAX_LINE_CHARS = 42
@@ -278,7 +280,7 @@ def subtitle_cues(transcript: Transcript, *, translation: bool = False,
     """
     raw: list[tuple[_RawCue, str | None, bool]] = []
     previous_speaker: str | None = None
-    for utterance, spoken, translated in transcript._utterance_parts():
+    for utterance, spoken, translated in transcript.utterance_parts():
         words = translated if translation else spoken
         if not words:
             continue

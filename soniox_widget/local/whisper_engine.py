@@ -48,8 +48,7 @@ from .agreement import (
     in_order,
     to_tokens,
 )
-from .engine import Engine, EngineError, EngineStream, EngineUpdate
-from .shared import LocalEngineUnavailable
+from .engine import Engine, EngineError, EngineStream, EngineUpdate, LocalEngineUnavailable
 from .whisper_window import WindowedWhisper
 
 logger = logging.getLogger(__name__)

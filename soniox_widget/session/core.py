@@ -62,6 +62,7 @@ from ..protocol import (
     reply_from_data,
     reply_text,
 )
+from ..words import space_between
 from .ledger import (
     PCM_CHANNELS,
     PCM_FORMAT,
@@ -206,10 +207,6 @@ _LIVE = (SessionState.STREAMING, SessionState.PAUSED, SessionState.FINISHING)
 _NOT_CONNECTED = (SessionState.NEW, SessionState.CONNECTING, SessionState.RECONNECTING)
 
 
-#: Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, kana,
-#: CJK ideographs, full-width forms); Hangul is not among them.
-_UNSPACED = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3000, 0x30FF),
-             (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF00, 0xFFEF))
 
 
 def _ms_field(data: dict, name: str, what: str) -> int | None:
@@ -224,11 +221,6 @@ def _ms_field(data: dict, name: str, what: str) -> int | None:
         return int(value)
     except (OverflowError, ValueError):
         raise ProtocolError(f"{what} {name!r} is out of range") from None
-
-
-def _unspaced(ch: str) -> bool:
-    code = ord(ch)
-    return any(lo <= code <= hi for lo, hi in _UNSPACED)
 
 
 def _shift(tok: Token, offset: int) -> Token:
@@ -753,9 +745,7 @@ class SessionCore:
     def _join(self, tok: Token) -> Token:
         """A new connection's first word has no leading space (it starts a session);
         after a resume it continues the text, so give it one where words are spaced."""
-        first, last = tok.text[:1], self._last_char
-        if (first and last and not last.isspace() and not _unspaced(last)
-                and (first.isalnum() or first in "\"(¿¡") and not _unspaced(first)):
+        if space_between(self._last_char, tok.text):
             return replace(tok, text=" " + tok.text)
         return tok
 
