@@ -33,7 +33,6 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +41,7 @@ import anywidget
 import traitlets
 
 from . import view_messages as vm
+from .audio_taps import AudioTaps, format_of
 from .backend import Backend, choose_backend, is_soniox_host
 from .config import SonioxConfig
 from .errors import ConfigError, SessionClosedError, SonioxError, SonioxWidgetError, user_message
@@ -216,8 +216,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         self._last_recording: Recording | None = None
         self._python_failure: SonioxError | None = None
         self._utterance_callbacks: list[Callable[[Utterance], object]] = []
-        self._audio_listeners: list[_AudioListener] = []
-        self._reported_callbacks: set[tuple[str, int]] = set()
+        self._taps = AudioTaps()
         self.bytes_sent_to_views = 0
         # Every session task, queue and trait change of this widget lives on the loop of
         # the thread that created it (a notebook's main thread). ipykernel 7 may hand
@@ -332,8 +331,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         elif isinstance(message, vm.Abort):
             logger.info("recording aborted by the browser (%s): %s", message.kind,
                         message.message)
-            rec.error = SessionClosedError(message.message)
-            rec.cancel()
+            rec.abort(SessionClosedError(message.message))
         elif isinstance(message, vm.Pause):
             rec.pause()
         elif isinstance(message, vm.Resume):
@@ -354,22 +352,10 @@ class SonioxRecorder(anywidget.AnyWidget):
         self.error = ""
         self.active_view = view
         self.status = "connecting"
-        listeners = [a for a in self._audio_listeners]
-        decoder = self._pcm_decoder(config) if any(a.pcm for a in listeners) else None
-
-        def on_audio(data: bytes) -> None:
-            for listener in listeners:
-                if not listener.pcm:
-                    self._call_safely(listener.callback, data, "on_audio")
-            if decoder is not None:
-                decoder.feed(data)
-
-        rec = Recording(session_id, view, upstream, keep_audio=self.keep_audio,
-                        on_reply=self._apply, on_done=self._done,
-                        on_audio=on_audio if listeners else None,
+        rec = Recording(session_id, view, upstream, config=config,
+                        keep_audio=self.keep_audio, on_reply=self._apply, on_done=self._done,
+                        tap=self._taps.open(config, self._loop),
                         view_grace=self.view_grace, stop_grace=self.stop_grace)
-        rec.config = config
-        rec.pcm_decoder = decoder
         self._recording = rec
         if view == PYTHON_VIEW:
             self._python_failure = None
@@ -381,10 +367,6 @@ class SonioxRecorder(anywidget.AnyWidget):
             self.status = status
 
     def _done(self, rec: Recording) -> None:
-        decoder = getattr(rec, "pcm_decoder", None)
-        if decoder is not None:
-            # Flush the last samples to on_audio(pcm=True) listeners, off the loop.
-            self._loop.run_in_executor(None, decoder.close)
         if self._recording is not rec:
             return
         self._recording = None
@@ -426,7 +408,7 @@ class SonioxRecorder(anywidget.AnyWidget):
             self.utterances = [*self.utterances, *(u.to_json() for u in delta.utterances)]
             for utterance in delta.utterances:
                 for callback in list(self._utterance_callbacks):
-                    self._call_safely(callback, utterance, "on_utterance")
+                    self._taps.call_safely(callback, utterance, "on_utterance")
 
     def _clear(self) -> None:
         self.transcript = Transcript()
@@ -470,8 +452,8 @@ class SonioxRecorder(anywidget.AnyWidget):
         data = self.last_audio
         if not data:
             raise SonioxWidgetError("no audio recorded yet (or keep_audio=False)")
-        config = getattr(rec, "config", self.config)
-        return data, _format_of(config)
+        config = rec.config if rec is not None else self.config
+        return data, format_of(config)
 
     def save_audio(self, path: str | os.PathLike[str]) -> Path:
         """Write the last recording to ``path``, chosen by its suffix.
@@ -507,10 +489,9 @@ class SonioxRecorder(anywidget.AnyWidget):
         next recording; ``remove=True`` unregisters it.
         """
         if remove:
-            self._audio_listeners = [a for a in self._audio_listeners
-                                     if a.callback is not callback]
+            self._taps.remove(callback)
         else:
-            self._audio_listeners.append(_AudioListener(callback, pcm))
+            self._taps.add(callback, pcm=pcm)
 
     def on_utterance(self, callback: Callable[[Utterance], object], *,
                      remove: bool = False) -> None:
@@ -523,32 +504,6 @@ class SonioxRecorder(anywidget.AnyWidget):
         else:
             self._utterance_callbacks.append(callback)
 
-    def _call_safely(self, callback: Callable[[Any], object], arg: Any, what: str) -> None:
-        try:
-            callback(arg)
-        except Exception:
-            key = (what, id(callback))
-            if key not in self._reported_callbacks:
-                self._reported_callbacks.add(key)
-                logger.exception("%s callback %r failed (reported once; the recording "
-                                 "goes on)", what, callback)
-
-    def _pcm_decoder(self, config: SonioxConfig) -> Any:
-        from .audio import ChunkDecoder
-
-        loop = self._loop
-
-        def deliver(samples: Any) -> None:  # on the decoder's thread
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(self._deliver_pcm, samples)
-
-        return ChunkDecoder(deliver, **_format_of(config))
-
-    def _deliver_pcm(self, samples: Any) -> None:
-        for listener in list(self._audio_listeners):
-            if listener.pcm:
-                self._call_safely(listener.callback, samples, "on_audio")
-
     @property
     def audio_stats(self) -> dict[str, int]:
         """Chunks and bytes received for the current (or last) recording, bytes the
@@ -558,9 +513,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         rec = self._recording or self._last_recording
         if rec is None:
             return {"chunks": 0, "bytes": 0, "bytes_sent_upstream": 0, "connections": 0}
-        return {"chunks": rec.next_seq, "bytes": rec.bytes_in,
-                "bytes_sent_upstream": rec.upstream.bytes_sent,
-                "connections": rec.upstream.connections}
+        return rec.stats()
 
     @_on_widget_loop
     def stop(self) -> None:
@@ -609,7 +562,7 @@ class SonioxRecorder(anywidget.AnyWidget):
         if rec is None or rec.ended:
             logger.info("finalize ignored: nothing is recording")
             return
-        rec.upstream.finalize(trailing_silence_ms)
+        rec.finalize(trailing_silence_ms)
 
     async def wait_until_idle(self, timeout: float | None = None) -> Transcript:
         """Wait until the current recording (if any) has finished; return the transcript.
@@ -752,27 +705,13 @@ class SonioxRecorder(anywidget.AnyWidget):
             rec.cancel()  # the task closes its upstream session
         self.on_msg(self._receive_from_front_end, remove=True)
         self._utterance_callbacks.clear()
-        self._audio_listeners.clear()
+        self._taps.clear()
         # Every DOMWidget makes a Layout widget of its own, which stays in the widget
         # registry (and keeps its comm open) until it is closed too.
         layout = self.layout
         super().close()
         if layout is not None:
             layout.close()
-
-
-@dataclass(frozen=True)
-class _AudioListener:
-    callback: Callable[[Any], object]
-    pcm: bool
-
-
-def _format_of(config: SonioxConfig) -> dict[str, Any]:
-    """How to read the bytes of a recording made with ``config``."""
-    if config.is_raw_audio:
-        return {"audio_format": config.audio_format, "num_channels": config.num_channels,
-                "source_rate": config.sample_rate}
-    return {}
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -22,6 +22,8 @@ import logging
 from collections.abc import Callable
 
 from ._deadline import DeadlineTimer
+from .audio_taps import Tap
+from .config import SonioxConfig
 from .errors import ProtocolViolationError, SessionClosedError, SonioxError
 from .protocol import Reply
 from .upstream import UpstreamSession
@@ -36,7 +38,37 @@ _LATE = 1.0
 
 
 class Recording:
-    """One start → finished recording; the widget owns it (see the module docstring)."""
+    """One start → finished recording; the widget owns it (see the module docstring).
+
+    Every field is declared here (``__slots__``): the widget acts on a recording through
+    its methods, and nobody attaches fields to it from outside.
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_last_seen",
+        "_loop",
+        "_on_done",
+        "_on_reply",
+        "_reply_failure_logged",
+        "_stop_due",
+        "_tap",
+        "audio",
+        "bytes_in",
+        "config",
+        "done",
+        "ended_by",
+        "error",
+        "held",
+        "id",
+        "next_seq",
+        "resumed",
+        "stop_grace",
+        "task",
+        "upstream",
+        "view",
+        "view_grace",
+    )
 
     def __init__(
         self,
@@ -44,15 +76,18 @@ class Recording:
         view: str,
         upstream: UpstreamSession,
         *,
+        config: SonioxConfig,
         keep_audio: bool,
         on_reply: Callable[[Reply], None],
         on_done: Callable[[Recording], None],
-        on_audio: Callable[[bytes], None] | None = None,
+        tap: Tap | None = None,
         view_grace: float = 10.0,
         stop_grace: float = 5.0,
     ) -> None:
         self.id = session_id
         self.view = view
+        #: The options this recording was made with (how to read its audio later).
+        self.config = config
         self.upstream = upstream
         self.next_seq = 0
         self.held: dict[int, bytes] = {}
@@ -65,7 +100,7 @@ class Recording:
         self.resumed.set()
         self._on_reply = on_reply
         self._on_done = on_done
-        self._on_audio = on_audio
+        self._tap = tap
         self.view_grace = view_grace
         self.stop_grace = stop_grace
         self._loop = asyncio.get_running_loop()
@@ -131,8 +166,8 @@ class Recording:
         self.bytes_in += len(data)
         if self.audio is not None:
             self.audio.extend(data)
-        if self._on_audio is not None:
-            self._on_audio(data)
+        if self._tap is not None:
+            self._tap.feed(data)
         if not self.upstream.ended and not self.upstream.state.is_over:
             self.upstream.send_audio(data)
 
@@ -183,6 +218,23 @@ class Recording:
         if not self.task.done():
             self.task.cancel()
 
+    def abort(self, error: SonioxError) -> None:
+        """End now with ``error`` (the view gave up: the microphone failed, the page
+        is going away)."""
+        self.error = self.error or error
+        self.cancel()
+
+    def finalize(self, trailing_silence_ms: int | None = None) -> None:
+        """Ask the service to make everything heard so far final (it answers ``<fin>``)."""
+        self.upstream.finalize(trailing_silence_ms)
+
+    def stats(self) -> dict[str, int]:
+        """Chunks and bytes received, bytes the upstream sent on (resent audio counts
+        again after a reconnect), and the connections it opened."""
+        return {"chunks": self.next_seq, "bytes": self.bytes_in,
+                "bytes_sent_upstream": self.upstream.bytes_sent,
+                "connections": self.upstream.connections}
+
     # -- the session task ---------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -219,6 +271,9 @@ class Recording:
         if not self.done.is_set():
             self.done.set()
             self.resumed.set()
+            if self._tap is not None:
+                # The decoder's last samples still reach the listeners (off the loop).
+                self._loop.run_in_executor(None, self._tap.close)
             self._on_done(self)
 
     # -- the watchdog -------------------------------------------------------------------
