@@ -124,6 +124,17 @@ async def test_proxy_logs_never_show_the_key(keyed_server, all_debug):
 # -- hostile servers ---------------------------------------------------------------
 
 
+async def session_failure(url: str, key: str) -> SonioxError:
+    """One session with ``key`` against ``url`` that must fail: the failure."""
+    async with UpstreamSession(url=url, api_key=key, reconnect=NO_RECONNECT) as session:
+        session.send_audio(AUDIO)
+        session.end()
+        with pytest.raises(SonioxError) as info:
+            async for _ in session.replies():
+                pass
+    return info.value
+
+
 def echoes_key_in_error():
     async def run(ws: ServerConnection) -> None:
         auth = ws.request.headers.get("Authorization", "")
@@ -170,13 +181,7 @@ def echoes_key_in_a_refused_handshake():
 async def test_a_server_echoing_the_key_never_gets_it_shown(behaviour, all_debug):
     async with standin.StandIn(behaviour()) as server:
         # Straight through the session ...
-        async with UpstreamSession(url=server.url, api_key=SECRET,
-                                   reconnect=NO_RECONNECT) as session:
-            session.send_audio(AUDIO)
-            session.end()
-            with pytest.raises(SonioxError) as info:
-                async for _ in session.replies():
-                    pass
+        err = await session_failure(server.url, SECRET)
         # ... through the widget (its error trait is saved with the notebook) ...
         rec = SonioxRecorder(url=server.url, api_key=SECRET, reconnect=NO_RECONNECT)
         rec.feed(AUDIO)
@@ -188,7 +193,6 @@ async def test_a_server_echoing_the_key_never_gets_it_shown(behaviour, all_debug
         rec.close()
         # ... and through the proxy, whose error reply goes to a browser.
         replies = await through_the_proxy(server.url)
-    err = info.value
     assert_clean(all_debug, err, err.error_message, err.to_json(), state, rec.error,
                  replies)
 
@@ -245,17 +249,11 @@ async def test_no_piece_of_a_long_key_echoed_by_a_server_reaches_a_log(where, al
 
     assert len(LONG_SECRET) == 64
     async with standin.StandIn(run) as server:
-        async with UpstreamSession(url=server.url, api_key=LONG_SECRET,
-                                   reconnect=NO_RECONNECT) as session:
-            session.send_audio(AUDIO)
-            session.end()
-            with pytest.raises(SonioxError) as info:
-                async for _ in session.replies():
-                    pass
+        err = await session_failure(server.url, LONG_SECRET)
     frames = [r.getMessage() for r in all_debug.records if r.name.startswith("websockets")
               and ("TEXT" in r.getMessage() or "CLOSE" in r.getMessage())]
     assert frames, "websockets logged no frame: the scan would prove nothing"
-    assert_clean(all_debug, info.value, info.value.error_message, secret=LONG_SECRET)
+    assert_clean(all_debug, err, err.error_message, secret=LONG_SECRET)
 
 
 def test_pieces_are_masked_where_they_stand_and_nothing_else_is():

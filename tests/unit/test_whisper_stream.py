@@ -250,16 +250,10 @@ async def test_a_looping_decode_is_redone_without_context_and_never_made_final(
         assert texts == ["it", "was", "the", "age", "of", "wisdom"]
 
 
-@pytest.mark.parametrize("speech_after", [False, True])
-async def test_an_echo_of_the_final_words_is_dropped_unless_the_speaker_goes_on(
-        speech_after):
-    """Made to start with "your country.", the decoder wrote it again after them where
-    the speaker had stopped; said again, the VAD hears it and it stays."""
+async def echoing(fixed, echo, spans, seconds: float, mode: str, recent=None):
+    """One decode where Whisper, made to start with the ``fixed`` words, writes ``echo``
+    after them (and nothing more once that is known too); ``recent``: the final words."""
     from soniox_widget.local.whisper_engine import WhisperStream
-
-    fixed = [Word(" your", 0.2, 0.5), Word(" country.", 0.5, 1.2)]
-    echo = [Word(" your", 1.25, 1.3), Word(" country.", 1.3, 1.35)]
-    spans = [(0.1, 1.2), (1.6, 2.4)] if speech_after else [(0.1, 1.25)]
 
     class Echoes(type(stand_in_engine([], []))):
         def speech_spans(self, audio):
@@ -267,20 +261,34 @@ async def test_an_echo_of_the_final_words_is_dropped_unless_the_speaker_goes_on(
 
         def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
                        full_window=False):
-            # The echo after the final words; nothing more once it is known too.
             return list(prefix), echo if len(prefix) == len(fixed) else []
 
     engine = Echoes()
     stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
                                                 num_channels=1))
     try:
-        stream.buffer = np.zeros(round(2.6 * SR), dtype=np.float32)
+        stream.buffer = np.zeros(round(seconds * SR), dtype=np.float32)
         stream.fixed = list(fixed)
+        stream.recent = list(recent if recent is not None else fixed)
         stream.any_final = True
-        update, _ = stream._recognise("end")
+        update, _ = stream._recognise(mode)
     finally:
         await stream.aclose()
         await engine.aclose()
+    return update
+
+
+@pytest.mark.parametrize("speech_after", [False, True])
+async def test_an_echo_of_the_final_words_is_dropped_unless_the_speaker_goes_on(
+        speech_after):
+    """Made to start with "your country.", the decoder wrote it again after them where
+    the speaker had stopped; said again, the VAD hears it and it stays."""
+
+    fixed = [Word(" your", 0.2, 0.5), Word(" country.", 0.5, 1.2)]
+    echo = [Word(" your", 1.25, 1.3), Word(" country.", 1.3, 1.35)]
+    spans = [(0.1, 1.2), (1.6, 2.4)] if speech_after else [(0.1, 1.25)]
+
+    update = await echoing(fixed, echo, spans, 2.6, "end")
     said = "".join(t.text for t in update.final if not t.text.startswith("<"))
     assert said == (" your country." if speech_after else ""), said
 
@@ -290,7 +298,6 @@ async def test_an_echo_that_starts_with_a_word_already_cut_away_is_dropped():
     fixed words, "you" before them already trimmed away, and the decoder wrote "You can
     do for your country." after them. It echoes the final text, not the fixed words
     alone, and the speaker had stopped: it is dropped."""
-    from soniox_widget.local.whisper_engine import WhisperStream
 
     said = [Word(f" {w}", 0.3 * i, 0.3 * i + 0.25)
             for i, w in enumerate("ask what you can do for your country.".split())]
@@ -298,25 +305,6 @@ async def test_an_echo_that_starts_with_a_word_already_cut_away_is_dropped():
     echo = [Word(" You", 1.9, 2.0), *[Word(w.text, 2.0 + 0.02 * i, 2.02 + 0.02 * i)
                                       for i, w in enumerate(said[3:])]]
 
-    class Echoes(type(stand_in_engine([], []))):
-        def speech_spans(self, audio):
-            return [(0.0, 1.95)]
-
-        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
-                       full_window=False):
-            return list(prefix), echo if len(prefix) == len(fixed) else []
-
-    engine = Echoes()
-    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
-                                                num_channels=1))
-    try:
-        stream.buffer = np.zeros(round(2.4 * SR), dtype=np.float32)
-        stream.fixed = list(fixed)
-        stream.recent = list(said)
-        stream.any_final = True
-        update, _ = stream._recognise("step")
-    finally:
-        await stream.aclose()
-        await engine.aclose()
+    update = await echoing(fixed, echo, [(0.0, 1.95)], 2.4, "step", recent=said)
     assert "".join(t.text for t in update.final if not t.text.startswith("<")) == ""
     assert update.nonfinal == []
