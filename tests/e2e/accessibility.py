@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-NODE_MODULES_ENV = "SONIOX_E2E_NODE_MODULES"
+from tests.e2e.saved_notebook import NODE_MODULES_ENV
 
 # Every rule axe runs by default (WCAG 2.x A/AA and best practices), on `el` only.
 # JupyterLab's <body> is 0 px high (overflow hidden; the shell inside it is absolutely
