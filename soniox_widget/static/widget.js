@@ -563,7 +563,9 @@ export function reduceView(state, event) {
       return { state: { ...state, sent: { bytes: event.bytes, chunks: event.chunks } },
         effects: [] };
     case "devices":
-      return { state: { ...state, inputs: event.inputs }, effects: [] };
+      // Listed again on every device change: the same list is no change (no repaint).
+      return JSON.stringify(event.inputs) === JSON.stringify(state.inputs) ? none
+        : { state: { ...state, inputs: event.inputs }, effects: [] };
     case "device-chosen": {
       const input = state.inputs.find((d) => d.deviceId === event.deviceId);
       return { state, effects: [{ type: "set-device", deviceId: input ? input.deviceId : "",
@@ -746,6 +748,8 @@ export function present(local, kernel, viewId) {
   return {
     phase,
     status: kernel.status || "idle",
+    // Whether a kernel answers this view: unknown, present or missing.
+    kernel: local.kernel || "unknown",
     label: LABELS[phase] || "Record",
     // Disabled only when this view can do nothing at all. Its own session never disables
     // the control (that would drop the keyboard focus): while it waits it is busy.
@@ -1358,6 +1362,7 @@ export class View {
     const box = this.box;
     box.dataset.status = p.status;
     box.dataset.phase = p.phase;
+    box.dataset.kernel = p.kernel;
     box.dataset.bytesSent = String(extra.bytes);
     box.dataset.chunksSent = String(extra.chunks);
     if (extra.unavailableKind) box.dataset.micUnavailable = extra.unavailableKind;
@@ -1511,7 +1516,8 @@ function render({ model, el: root }) {
         send(viewMessages.viewError(String((err && /** @type {any} */ (err).stack) || err)));
       }
     }
-    if (state === before) return;
+    // Sent-audio counts change with every chunk; the clock's tick paints them.
+    if (state === before || event.type === "sent") return;
     paint();
     if (state.transcript !== before.transcript && !state.transcript.stale) {
       view.paintTranscript(state.transcript, present(state, state.traits,
@@ -1615,11 +1621,18 @@ function render({ model, el: root }) {
     dispatch({ type: "devices", inputs });
   }
 
+  // What was painted last: a state change that changes nothing shown (the input list,
+  // the sent-audio counts between clock ticks) paints nothing.
+  let painted = "";
   function paint() {
     const p = present(state, state.traits, state.viewId);
-    view.paint(p, { bytes: state.sent.bytes, chunks: state.sent.chunks,
+    const extra = { bytes: state.sent.bytes, chunks: state.sent.chunks,
       elapsed: p.mine ? formatElapsed(recordedMs(state.clock, Date.now())) : null,
-      unavailableKind: state.unavailable ? state.unavailable.kind : "" });
+      unavailableKind: state.unavailable ? state.unavailable.kind : "" };
+    const key = JSON.stringify([p, extra]);
+    if (key === painted) return;
+    painted = key;
+    view.paint(p, extra);
   }
 
   /** @param {string} changed */
