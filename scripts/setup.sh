@@ -39,11 +39,13 @@ fi
 install -D -m 644 etc/jupyter/jupyter_server_config.d/soniox_widget.json \
   .venv/etc/jupyter/jupyter_server_config.d/soniox_widget.json
 
-if [[ $want_test == 1 && ! -f .cache/e2e-node/node_modules/requirejs/require.js ]]; then
+if [[ $want_test == 1 && ( ! -f .cache/e2e-node/node_modules/requirejs/require.js ||
+      ! -f .cache/e2e-node/node_modules/axe-core/axe.min.js ) ]]; then
   # The HTML-export test serves the widgets' embed manager and require.js from 127.0.0.1
-  # instead of the CDNs an exported page names (tests/e2e/test_saved_notebook.py).
-  echo "==> installing the widgets' embed manager for the HTML-export test (npm)"
+  # instead of the CDNs an exported page names (tests/e2e/test_saved_notebook.py); the
+  # accessibility test injects axe-core into the page (tests/e2e/test_keyboard.py).
+  echo "==> installing the widgets' embed manager and axe-core for the browser tests (npm)"
   mkdir -p .cache/e2e-node
   npm install --silent --no-audit --no-fund --prefix .cache/e2e-node \
-    @jupyter-widgets/html-manager@1.0.15 requirejs@2.3.8 >/dev/null
+    @jupyter-widgets/html-manager@1.0.15 requirejs@2.3.8 axe-core@4.10.3 >/dev/null
 fi

@@ -7,17 +7,22 @@
 //
 //   1. statuses and texts        the kernel's statuses (mirrors view_messages.STATUSES)
 //   2. error mapping             why this page cannot use a microphone: one cause, one text
-//   3. transcript reducer        (state, kernel message) -> new state, pure
-//   4. presentation              (local state, kernel traits) -> what the view shows, pure
-//   5. device choice             which input to record from, pure
-//   6. theme                     light or dark, read from the host's own colours
-//   7. capture                   MediaRecorder, level meter, heartbeat (browser I/O)
-//   8. view                      the DOM, built once; paint() applies a presentation,
+//   3. messages to the kernel    every view -> kernel message (mirrors view_messages.py)
+//   4. transcript reducer        (state, kernel message) -> new state, pure
+//   5. view reducer              (view state, event) -> {state, effects}, pure; and what
+//                                the view shows for a state
+//   6. device choice             which input to record from, pure
+//   7. theme                     light or dark, read from the host's own colours
+//   8. capture                   MediaRecorder, level meter, heartbeat (browser I/O)
+//   9. view                      the DOM, built once; paint() applies a presentation,
 //                                TranscriptPainter draws only what a delta changed
-//   9. render                    wires the model, capture and view together
+//  10. render                    wiring only: DOM and model events in as view events,
+//                                effects out to capture, model and view
 //
 // The view records the microphone with MediaRecorder and sends numbered chunks to the
-// kernel as binary buffers; the kernel sends the transcript back as deltas.
+// kernel as binary buffers; the kernel sends the transcript back as deltas. The view
+// never opens the microphone before the kernel has taken the recording, so a page with
+// no kernel behind it (an HTML export, a static viewer) cannot record into nothing.
 
 /**
  * @typedef {{ text: string, speaker?: string | null, language?: string | null }} Segment
@@ -38,12 +43,15 @@ export const KERNEL_STATUSES = Object.freeze([
   "idle", "connecting", "recording", "paused", "reconnecting", "finishing", "error",
 ]);
 
-/** Phases only a view has: asking for the microphone, or a page that can never record. */
-export const VIEW_PHASES = Object.freeze(["requesting-mic", "unavailable"]);
+/** Phases only a view has: waiting for the kernel to take a recording, asking for the
+ * microphone, a page that can never record, a page with no kernel behind it. */
+export const VIEW_PHASES = Object.freeze(["starting", "requesting-mic", "unavailable",
+  "no-kernel"]);
 
 /** @type {Readonly<Record<string, string>>} The main button's label in each phase. */
 export const LABELS = Object.freeze({
   idle: "Record",
+  starting: "Connecting…",
   "requesting-mic": "Allow the microphone…",
   connecting: "Connecting…",
   recording: "Stop",
@@ -52,11 +60,13 @@ export const LABELS = Object.freeze({
   finishing: "Finishing…",
   error: "Record",
   unavailable: "Record",
+  "no-kernel": "Record",
 });
 
 /** @type {Readonly<Record<string, string>>} The status line in each phase. */
 export const STATUS_TEXT = Object.freeze({
   idle: "Ready",
+  starting: "Waiting for the kernel",
   "requesting-mic": "Waiting for microphone permission",
   connecting: "Connecting to the speech service",
   recording: "Listening",
@@ -65,7 +75,17 @@ export const STATUS_TEXT = Object.freeze({
   finishing: "Finishing the last words",
   error: "Error",
   unavailable: "No microphone in this page",
+  "no-kernel": "No kernel",
 });
+
+/** The note a page with no kernel behind it shows (an HTML export, a static viewer, a
+ * notebook whose widgets were restored from the file but not run). */
+export const NO_KERNEL_NOTE =
+  "Recording needs a running kernel: open the notebook in Jupyter and run the cell.";
+
+/** The error when a kernel that answered before does not take a recording in time. */
+export const KERNEL_BUSY_ERROR =
+  "The kernel did not answer (is it busy running a cell?). Click Record again when it is idle.";
 
 // Phases in which a session is open: only the view that owns it may press the button.
 const SESSION_PHASES = new Set(["connecting", "recording", "paused", "reconnecting"]);
@@ -88,6 +108,12 @@ const HEARTBEAT_MS = 2000;
 // 80 px wide shows no more, and each read costs main-thread time that transcript
 // updates need (measured: ~160 ms per 10 s at display rate).
 const METER_MS = 60;
+
+// How long the view waits for the kernel: for an answer to its first snapshot request
+// (none: no kernel behind this page) and for it to take a recording before the view
+// gives up without having asked for the microphone. An idle kernel answers in
+// milliseconds; one busy running a cell answers when the cell ends.
+export const KERNEL_ANSWER_MS = 10_000;
 
 // -- 2. error mapping ----------------------------------------------------------------------
 
@@ -214,7 +240,43 @@ export function micError(err, env) {
   return recorderProblem(err && err.message ? err.message : String(err));
 }
 
-// -- 3. transcript reducer -----------------------------------------------------------------
+// -- 3. messages to the kernel -------------------------------------------------------------
+
+/**
+ * Every message a view sends the kernel, built here and nowhere else; the kernel parses
+ * them in view_messages.parse_view_message (tests/unit/test_view_contract.py holds the
+ * two equal). `chunk` travels with one binary buffer, the audio.
+ */
+export const viewMessages = Object.freeze({
+  /** @param {string} session @param {string} view @param {string} mimeType */
+  start: (session, view, mimeType) => ({ type: "start", session, view, mime_type: mimeType }),
+  /** @param {string} session @param {number} seq */
+  chunk: (session, seq) => ({ type: "chunk", session, seq }),
+  /** @param {string} session @param {number} chunks how many chunks were sent */
+  stop: (session, chunks) => ({ type: "stop", session, chunks }),
+  /** @param {string} session @param {MicProblem} problem */
+  abort: (session, problem) => ({ type: "abort", session, kind: problem.kind,
+    message: problem.message }),
+  /** @param {string} session */
+  pause: (session) => ({ type: "pause", session }),
+  /** @param {string} session */
+  resume: (session) => ({ type: "resume", session }),
+  /** @param {string} session */
+  heartbeat: (session) => ({ type: "heartbeat", session }),
+  snapshotRequest: () => ({ type: "snapshot_request" }),
+  /** @param {MicProblem} problem why this front end can never record */
+  unavailable: (problem) => ({ type: "unavailable", kind: problem.kind,
+    message: problem.message }),
+  /** @param {string} message */
+  viewError: (message) => ({ type: "view_error", message }),
+});
+
+/** What the view tells a kernel that took too long to take a recording (sent in case
+ * it is only busy, so the recording it takes later ends at once). */
+export const KERNEL_TIMEOUT = Object.freeze({ kind: "no-kernel-answer",
+  message: "The kernel did not answer in time; the browser did not record." });
+
+// -- 4. transcript reducer -----------------------------------------------------------------
 
 /**
  * @typedef {{
@@ -302,30 +364,349 @@ export function reduceTranscript(state, msg) {
   }
 }
 
-// -- 4. presentation -----------------------------------------------------------------------
+// -- 5. view reducer ------------------------------------------------------------------------
 
 /**
- * The view's own state (the kernel's lives in the model's traits).
+ * The kernel's traits as the view last read them.
  * @typedef {{
- *   phase: string, session: string | null, kernelHasSession: boolean,
- *   localError: string, notice: string, unavailable: MicProblem | null,
- * }} LocalState
- * `phase`: idle | requesting-mic | recording | paused | finishing.
- * `kernelHasSession`: the kernel named this view active_view for `session`.
+ *   status: string, error: string, active_view: string, engine_label: string,
+ *   engine_kind: string, device: string, device_id: string,
+ *   audio_bits_per_second: number, timeslice_ms: number,
+ * }} KernelTraits
  */
 
 /**
- * The phase the view shows. Local phases the kernel cannot know yet (asking for the
- * microphone) win; otherwise the kernel's status is the truth, so every view agrees.
+ * Everything the view itself knows, in one place (the kernel's side is `traits`).
+ * @typedef {{
+ *   viewId: string, phase: string, session: string | null, kernelHasSession: boolean,
+ *   localError: string, notice: string, unavailable: MicProblem | null,
+ *   kernel: "unknown" | "present" | "missing", traits: KernelTraits,
+ *   transcript: TranscriptState, clock: Clock, sent: { bytes: number, chunks: number },
+ *   mimeType: string, inputs: AudioInput[], device: { deviceId: string | null,
+ *   label: string, notice: string },
+ * }} ViewState
+ * `phase`: idle | starting (the kernel has not taken the recording yet) | requesting-mic
+ * | recording | paused | finishing.
+ * `kernelHasSession`: the kernel named this view active_view for `session`.
+ * `kernel`: whether a kernel answers this view: unknown until the first answer; missing
+ * when none came in time (then Record is disabled and the page says why).
+ * @typedef {ViewState} LocalState the part of it `present` and `shownPhase` read
+ * @typedef {{ startedAt: number, pausedMs: number, frozenAt: number }} Clock
+ * Recorded time: wall time since the start, less the pauses, frozen at pause and stop.
+ */
+
+/**
+ * What the view must do for a transition; render() carries these out.
+ * @typedef {{ type: "send", message: any }
+ *   | { type: "heartbeat", session: string }
+ *   | { type: "wait-kernel", session: string | null }
+ *   | { type: "open-mic", session: string, deviceId: string | null }
+ *   | { type: "record", session: string, stream: any, mimeType: string,
+ *       bitsPerSecond: number, timesliceMs: number }
+ *   | { type: "discard-mic", stream: any }
+ *   | { type: "stop-recorder" } | { type: "pause-recorder" } | { type: "resume-recorder" }
+ *   | { type: "release" } | { type: "clock", running: boolean }
+ *   | { type: "focus-record" } | { type: "publish-saved" } | { type: "list-devices" }
+ *   | { type: "set-device", deviceId: string, label: string }} Effect
+ */
+
+/**
+ * The events a view reacts to; every one carries `now` (ms), the wiring's clock.
+ * @typedef {{ now: number } & (
+ *   { type: "rendered" }
+ *   | { type: "press", session: string, mimeType: string, problem: MicProblem | null }
+ *   | { type: "pause-press" } | { type: "stop" } | { type: "pause" } | { type: "resume" }
+ *   | { type: "kernel-traits", traits: KernelTraits, changed: string }
+ *   | { type: "kernel-message", msg: any }
+ *   | { type: "kernel-timeout", session: string | null }
+ *   | { type: "mic-granted", session: string, stream: any, fellBack: boolean }
+ *   | { type: "mic-failed", session: string, problem: MicProblem }
+ *   | { type: "recorder-stopped", session: string, chunks: number }
+ *   | { type: "sent", bytes: number, chunks: number }
+ *   | { type: "devices", inputs: AudioInput[] }
+ *   | { type: "device-chosen", deviceId: string }
+ *   | { type: "closed" })} ViewEvent
+ * `press`: the record control (click, Space, Enter): starts or stops, whichever applies.
+ * `stop`, `pause`, `resume`: the kernel asked (stop_request...); `pause-press`: the
+ * pause control. `kernel-timeout`: KERNEL_ANSWER_MS after the first snapshot request
+ * (session null) or after a start, whether or not the kernel answered meanwhile.
+ */
+
+/**
+ * A view before anything happened: the saved transcript (until the kernel answers, or
+ * forever in a page without a kernel), the kernel's traits as saved.
+ * @param {{ viewId: string, traits: KernelTraits, saved: SavedTranscript | null,
+ *           unavailable: MicProblem | null }} init
+ * @returns {ViewState}
+ */
+export function initialView({ viewId, traits, saved, unavailable }) {
+  return {
+    viewId, phase: "idle", session: null, kernelHasSession: false, localError: "",
+    notice: "", unavailable, kernel: "unknown", traits,
+    transcript: initialTranscript(saved), clock: { startedAt: 0, pausedMs: 0, frozenAt: 0 },
+    sent: { bytes: 0, chunks: 0 }, mimeType: "", inputs: [],
+    device: { deviceId: null, label: "", notice: "" },
+  };
+}
+
+const DEVICE_TRAITS = new Set(["device", "device_id"]);
+
+// Phases in which this view's session is open and the record control stops it. While
+// starting or asking for the microphone it cancels; while finishing it does nothing.
+const STOPPABLE_PHASES = new Set(["starting", "requesting-mic", "recording", "paused"]);
+
+/**
+ * The view's one state machine: pure, `state` is never changed. An event that does not
+ * apply returns `state` itself and no effects.
+ * @param {ViewState} state
+ * @param {ViewEvent} event
+ * @returns {{ state: ViewState, effects: Effect[] }}
+ */
+export function reduceView(state, event) {
+  const send = (/** @type {any} */ message) => ({ type: "send", message });
+  const none = { state, effects: [] };
+  switch (event.type) {
+    case "rendered": {
+      /** @type {Effect[]} */
+      const effects = [send(viewMessages.snapshotRequest()),
+        { type: "wait-kernel", session: null }];
+      // Tell the kernel too, so rec.error says why this front end cannot record.
+      if (state.unavailable) effects.push(send(viewMessages.unavailable(state.unavailable)));
+      else effects.push({ type: "list-devices" }); // named if permission was given before
+      return { state, effects };
+    }
+    case "press": {
+      if (state.session) {
+        return STOPPABLE_PHASES.has(state.phase) ? stopSession(state, event.now) : none;
+      }
+      const p = present(state, state.traits, state.viewId);
+      if (p.disabled || (p.phase !== "idle" && p.phase !== "error")) return none;
+      const session = event.session;
+      const fresh = { ...state, localError: "", notice: "", kernelHasSession: false,
+        clock: { startedAt: 0, pausedMs: 0, frozenAt: 0 }, sent: { bytes: 0, chunks: 0 },
+        mimeType: event.mimeType };
+      const start = send(viewMessages.start(session, state.viewId, event.mimeType));
+      if (event.problem) {
+        // A cause known before the browser is asked (normally found at render, which
+        // keeps Record disabled): the kernel learns it from the abort.
+        return { state: { ...fresh, session: null, phase: "idle" },
+          effects: [start, send(viewMessages.abort(session, event.problem))] };
+      }
+      // The kernel connects upstream while the browser asks for the microphone, which
+      // happens only once the kernel has taken the recording (kernel-traits below).
+      return { state: { ...fresh, session, phase: "starting" },
+        effects: [start, { type: "heartbeat", session }, { type: "wait-kernel", session }] };
+    }
+    case "stop":
+      return state.session && STOPPABLE_PHASES.has(state.phase)
+        ? stopSession(state, event.now) : none;
+    case "pause-press":
+      return state.phase === "paused" ? resume(state, event.now) : pause(state, event.now);
+    case "pause":
+      return pause(state, event.now);
+    case "resume":
+      return resume(state, event.now);
+    case "kernel-traits": {
+      // The device traits are also set by this view itself: not a sign of a kernel.
+      const kernel = DEVICE_TRAITS.has(event.changed) ? state.kernel : "present";
+      return kernelTraits({ ...state, kernel, traits: event.traits }, event.changed);
+    }
+    case "kernel-message":
+      return kernelMessage({ ...state, kernel: "present" }, event.msg, event.now);
+    case "kernel-timeout": {
+      if (event.session === null) {
+        return state.kernel === "unknown" ? { state: { ...state, kernel: "missing" },
+          effects: [] } : none;
+      }
+      if (event.session !== state.session || state.kernelHasSession) return none;
+      // The kernel never took this recording: the microphone was never asked for.
+      const missing = state.kernel !== "present";
+      return {
+        state: { ...endSession(state), kernel: missing ? "missing" : "present",
+          localError: missing ? "" : KERNEL_BUSY_ERROR },
+        effects: [send(viewMessages.abort(event.session, KERNEL_TIMEOUT)),
+          ...endEffects(state)],
+      };
+    }
+    case "mic-granted": {
+      if (event.session !== state.session || state.phase !== "requesting-mic") {
+        // Stopped, rejected or ended while the browser asked: this stream is not needed.
+        return { state, effects: [{ type: "discard-mic", stream: event.stream }] };
+      }
+      const chosen = state.device;
+      const notice = chosen.notice ||
+        (event.fellBack ? deviceGoneNotice(chosen.label || "chosen") : "");
+      return {
+        state: { ...state, phase: "recording", notice,
+          clock: { startedAt: event.now, pausedMs: 0, frozenAt: 0 } },
+        effects: [{ type: "record", session: event.session, stream: event.stream,
+          mimeType: state.mimeType,
+          bitsPerSecond: state.traits.audio_bits_per_second || 32000,
+          timesliceMs: state.traits.timeslice_ms || 120 },
+        { type: "clock", running: true },
+        // Permission is granted now, so the browser tells the inputs' names.
+        { type: "list-devices" }],
+      };
+    }
+    case "mic-failed":
+      if (event.session !== state.session) return none;
+      return { state: endSession(state),
+        effects: [send(viewMessages.abort(event.session, event.problem)),
+          ...endEffects(state)] };
+    case "recorder-stopped":
+      // The recorder gave its last chunk: the stop follows it (unless the kernel already
+      // ended the session).
+      if (event.session !== state.session) return none;
+      return { state, effects: [send(viewMessages.stop(event.session, event.chunks)),
+        { type: "release" }, { type: "clock", running: false }] };
+    case "sent":
+      return { state: { ...state, sent: { bytes: event.bytes, chunks: event.chunks } },
+        effects: [] };
+    case "devices":
+      // Listed again on every device change: the same list is no change (no repaint).
+      return JSON.stringify(event.inputs) === JSON.stringify(state.inputs) ? none
+        : { state: { ...state, inputs: event.inputs }, effects: [] };
+    case "device-chosen": {
+      const input = state.inputs.find((d) => d.deviceId === event.deviceId);
+      return { state, effects: [{ type: "set-device", deviceId: input ? input.deviceId : "",
+        label: input ? input.label : "" }] };
+    }
+    case "closed":
+      return state.session && (state.phase === "recording" || state.phase === "paused")
+        ? stopSession(state, event.now) : none;
+    default:
+      return none;
+  }
+}
+
+/** Stop this view's session: the recorder's last chunk and the stop message follow
+ * (recorder-stopped); with no recorder yet the stop goes now.
+ * @param {ViewState} state @param {number} now */
+function stopSession(state, now) {
+  const session = /** @type {string} */ (state.session);
+  const clock = state.clock.frozenAt ? state.clock : { ...state.clock, frozenAt: now };
+  const next = { ...state, phase: "finishing", clock };
+  if (state.phase === "recording" || state.phase === "paused") {
+    return { state: next, effects: [{ type: "stop-recorder" }] };
+  }
+  return { state: next, effects: [{ type: "send", message: viewMessages.stop(session,
+    state.sent.chunks) }, { type: "release" }, { type: "clock", running: false }] };
+}
+
+/** @param {ViewState} state @param {number} now */
+function pause(state, now) {
+  if (!state.session || state.phase !== "recording") return { state, effects: [] };
+  return { state: { ...state, phase: "paused", clock: { ...state.clock, frozenAt: now } },
+    effects: [{ type: "pause-recorder" },
+      { type: "send", message: viewMessages.pause(state.session) }] };
+}
+
+/** @param {ViewState} state @param {number} now */
+function resume(state, now) {
+  if (!state.session || state.phase !== "paused") return { state, effects: [] };
+  const c = state.clock;
+  return { state: { ...state, phase: "recording",
+    clock: { ...c, pausedMs: c.pausedMs + now - c.frozenAt, frozenAt: 0 } },
+  effects: [{ type: "resume-recorder" },
+    { type: "send", message: viewMessages.resume(state.session) }] };
+}
+
+/** The view's side of a session that is over. @param {ViewState} state @returns {ViewState} */
+function endSession(state) {
+  return { ...state, session: null, phase: "idle", kernelHasSession: false, localError: "" };
+}
+
+/** Let go of the microphone, the heartbeat and the clock; give focus back to the record
+ * control (the pause control it may have had is hidden now). @param {ViewState} state
+ * @returns {Effect[]} */
+function endEffects(state) {
+  /** @type {Effect[]} */
+  const effects = [{ type: "release" }, { type: "clock", running: false }];
+  if (state.phase === "recording" || state.phase === "paused") {
+    effects.push({ type: "focus-record" });
+  }
+  return effects;
+}
+
+/** The kernel's trait `changed` changed (all are in `state.traits` already).
+ * @param {ViewState} state @param {string} changed */
+function kernelTraits(state, changed) {
+  const t = state.traits;
+  /** @type {Effect[]} */
+  const effects = [];
+  let next = state;
+  if (state.session && t.active_view === state.viewId && !state.kernelHasSession) {
+    next = { ...next, kernelHasSession: true };
+    if (state.phase === "starting") {
+      // The kernel took the recording: now, and only now, ask for the microphone.
+      const device = chooseDevice(state.inputs, { label: t.device || "",
+        deviceId: t.device_id || "" });
+      next = { ...next, phase: "requesting-mic", device };
+      effects.push({ type: "open-mic", session: state.session, deviceId: device.deviceId });
+    }
+  }
+  // Only a new status can end the session: the kernel clears `error` before it names
+  // the new status, and the old one ("error") must not end the recording just started.
+  if (changed === "status" && sessionEnded(next, t.status || "idle")) {
+    // After our own stop this only tidies up; if the kernel ended the session (or gave
+    // up), it lets go of the microphone and the heartbeat. The kernel set
+    // saved_transcript just before this status (one ordered channel).
+    return { state: endSession(next),
+      effects: [...effects, ...endEffects(next), { type: "publish-saved" }] };
+  }
+  return { state: next, effects };
+}
+
+/** A custom message from the kernel. @param {ViewState} state @param {any} msg
+ * @param {number} now */
+function kernelMessage(state, msg, now) {
+  if (!msg || typeof msg !== "object") return { state, effects: [] };
+  const transcript = reduceTranscript(state.transcript, msg);
+  if (transcript !== state.transcript) {
+    return { state: { ...state, transcript },
+      effects: transcript.stale ? [{ type: "send", message: viewMessages.snapshotRequest() }]
+        : [] };
+  }
+  switch (msg.type) {
+    case "stop_request":
+      return reduceView(state, { type: "stop", now });
+    case "pause_request":
+      return pause(state, now);
+    case "resume_request":
+      return resume(state, now);
+    case "rejected":
+      if (msg.view !== state.viewId || !state.session) return { state, effects: [] };
+      return { state: { ...endSession(state), localError: msg.reason || "The recorder is busy." },
+        effects: endEffects(state) };
+    default:
+      return { state, effects: [] };
+  }
+}
+
+/**
+ * Recorded time of `clock` at `now`, in ms (0 before the microphone records).
+ * @param {Clock} clock @param {number} now
+ */
+export function recordedMs(clock, now) {
+  if (!clock.startedAt) return 0;
+  return (clock.frozenAt || now) - clock.startedAt - clock.pausedMs;
+}
+
+/**
+ * The phase the view shows. Local phases the kernel cannot know yet (waiting for it,
+ * asking for the microphone) win; otherwise the kernel's status is the truth, so every
+ * view agrees.
  * @param {LocalState} local
  * @param {string} kernelStatus
  */
 export function shownPhase(local, kernelStatus) {
   const ks = kernelStatus || "idle";
   if (local.phase === "requesting-mic") return "requesting-mic";
+  if (local.phase === "starting") return "starting";
   if (local.unavailable && !local.session && (ks === "idle" || ks === "error")) {
     return "unavailable";
   }
+  if (local.kernel === "missing" && !local.session) return "no-kernel";
   if (local.localError) return "error";
   if (ks === "error") return "error";
   if (local.phase === "finishing" && ks !== "idle") return "finishing";
@@ -367,9 +748,17 @@ export function present(local, kernel, viewId) {
   return {
     phase,
     status: kernel.status || "idle",
+    // Whether a kernel answers this view: unknown, present or missing.
+    kernel: local.kernel || "unknown",
     label: LABELS[phase] || "Record",
-    disabled: phase === "unavailable" || phase === "finishing" || phase === "requesting-mic" ||
-      (!mine && (elsewhere || SESSION_PHASES.has(phase))),
+    // Disabled only when this view can do nothing at all. Its own session never disables
+    // the control (that would drop the keyboard focus): while it waits it is busy.
+    disabled: phase === "unavailable" || phase === "no-kernel" ||
+      (!mine && (elsewhere || SESSION_PHASES.has(phase) || phase === "finishing")),
+    busy: mine && (local.phase === "starting" || local.phase === "requesting-mic" ||
+      local.phase === "finishing" || phase === "connecting"),
+    // Finishing: pressing does nothing until the kernel is done.
+    inert: mine && local.phase === "finishing",
     title: phase === "unavailable" && local.unavailable ? local.unavailable.message
       : elsewhere && !mine ? "Recording in another view" : "",
     statusText: elsewhere && !mine && phase === "recording"
@@ -384,7 +773,7 @@ export function present(local, kernel, viewId) {
     mine,
     error,
     errorHidden: !error || (phase !== "error" && phase !== "unavailable"),
-    notice: local.notice,
+    notice: phase === "no-kernel" ? NO_KERNEL_NOTE : local.notice,
     // The input can be changed whenever this view is not recording with it.
     deviceDisabled: mine,
   };
@@ -403,7 +792,7 @@ export function publishSavedTranscript(model) {
   model.save_changes();
 }
 
-// -- 5. device choice ----------------------------------------------------------------------
+// -- 6. device choice ----------------------------------------------------------------------
 
 /**
  * @typedef {{ deviceId: string, label: string }} AudioInput
@@ -458,7 +847,7 @@ export function audioConstraints(deviceId) {
   return { audio };
 }
 
-// -- 6. theme ------------------------------------------------------------------------------
+// -- 7. theme ------------------------------------------------------------------------------
 
 /**
  * Relative luminance (WCAG) of a CSS rgb()/rgba() colour; null if it cannot be read or is
@@ -485,7 +874,38 @@ export function themeOf(background) {
   return lum !== null && lum < 0.2 ? "dark" : "light";
 }
 
-// -- 7. capture ----------------------------------------------------------------------------
+/**
+ * Keep `box`'s data-theme in step with the host. The colours come from the host's
+ * variables (CSS); which text colours stay legible depends on how dark the result is, so
+ * it is read again when the host changes theme (JupyterLab: a body attribute; VS Code:
+ * body classes; marimo: a class on <html>). Stops when `signal` aborts.
+ * @param {HTMLElement} box @param {AbortSignal} signal
+ */
+function watchTheme(box, signal) {
+  const paintTheme = () => {
+    box.dataset.theme = themeOf(getComputedStyle(box).backgroundColor);
+  };
+  // The host's new stylesheet may apply a little after its marker changes: look again.
+  /** @type {ReturnType<typeof setTimeout>[]} */
+  let checks = [];
+  const changed = () => {
+    checks.forEach(clearTimeout);
+    requestAnimationFrame(paintTheme);
+    checks = [300, 1500].map((ms) => setTimeout(paintTheme, ms));
+  };
+  if (typeof MutationObserver !== "undefined") {
+    const watch = new MutationObserver(changed);
+    for (const node of [document.documentElement, document.body]) {
+      if (node) watch.observe(node, { attributes: true });
+    }
+    signal.addEventListener("abort", () => watch.disconnect());
+  }
+  signal.addEventListener("abort", () => checks.forEach(clearTimeout));
+  requestAnimationFrame(paintTheme);
+  paintTheme();
+}
+
+// -- 8. capture ----------------------------------------------------------------------------
 
 /**
  * The microphone side of one view: MediaRecorder, the level meter and the heartbeat.
@@ -528,7 +948,7 @@ export class Capture {
   /** @param {() => boolean} alive @param {string} session */
   startHeartbeat(session, alive) {
     this.heartbeat = setInterval(() => {
-      if (alive()) this.hooks.send({ type: "heartbeat", session });
+      if (alive()) this.hooks.send(viewMessages.heartbeat(session));
     }, HEARTBEAT_MS);
   }
 
@@ -554,7 +974,7 @@ export class Capture {
    * @param {MediaStream} stream
    * @param {{ session: string, mimeType: string | null, bitsPerSecond: number,
    *           timesliceMs: number, isCurrent: () => boolean,
-   *           onError: (err: any) => void, onStopped: () => void }} opts
+   *           onError: (err: any) => void, onStopped: (chunks: number) => void }} opts
    */
   record(stream, opts) {
     this.stream = stream;
@@ -571,20 +991,16 @@ export class Capture {
       const n = this.chunks++;
       this.inOrder(async () => {
         const buffer = await event.data.arrayBuffer();
-        this.hooks.send({ type: "chunk", session, seq: n }, [buffer]);
+        this.hooks.send(viewMessages.chunk(session, n), [buffer]);
         bytes += buffer.byteLength;
         this.hooks.onSent(bytes, n + 1);
       });
     };
     recorder.onerror = (event) => opts.onError(/** @type {any} */ (event).error || event);
     // Also after a stop from the paused state: the recorder then gives its last data
-    // (dataavailable) before this event.
+    // (dataavailable) before this event, so the stop message goes after the last chunk.
     recorder.onstop = () => {
-      this.inOrder(() => {
-        if (!opts.isCurrent()) return; // the kernel already ended it
-        this.hooks.send({ type: "stop", session, chunks: this.chunks });
-        opts.onStopped();
-      });
+      this.inOrder(() => opts.onStopped(this.chunks));
     };
     recorder.start(opts.timesliceMs);
     this.startMeter(stream);
@@ -654,7 +1070,7 @@ export class Capture {
   }
 }
 
-// -- 8. view -------------------------------------------------------------------------------
+// -- 9. view -------------------------------------------------------------------------------
 
 /**
  * @param {string} tag @param {string} [className] @param {string} [text]
@@ -871,18 +1287,29 @@ export class View {
     const bar = h("div", "soniox-bar");
     this.button = h("button", "soniox-button");
     this.button.type = "button";
+    // Space and Enter on the controls are theirs: JupyterLab's command-mode shortcuts
+    // (Enter: edit the cell) would otherwise take them.
+    this.button.setAttribute("data-lm-suppress-shortcuts", "true");
     this.label = h("span", "soniox-button-label");
     this.button.append(h("span", "soniox-dot"), this.label);
     // Not a .soniox-button: "the view's button" stays one element for tests and users.
     this.pauseButton = h("button", "soniox-pause");
     this.pauseButton.type = "button";
     this.pauseButton.hidden = true;
+    this.pauseButton.setAttribute("data-lm-suppress-shortcuts", "true");
+    // A polite live region: screen readers announce "Listening", "Ready"...
     this.status = h("span", "soniox-status");
+    this.status.setAttribute("role", "status");
     this.elapsed = h("span", "soniox-elapsed", "00:00");
     this.meter = h("span", "soniox-meter");
     this.level = h("span", "soniox-level");
     this.meter.append(this.level);
     this.meter.title = "Input level";
+    this.meter.setAttribute("role", "meter");
+    this.meter.setAttribute("aria-label", "Input level");
+    this.meter.setAttribute("aria-valuemin", "0");
+    this.meter.setAttribute("aria-valuemax", "100");
+    this.meter.setAttribute("aria-valuenow", "0");
     this.badge = h("span", "soniox-badge");
     bar.append(this.button, this.pauseButton, this.status, this.meter, this.elapsed,
       this.badge);
@@ -935,12 +1362,15 @@ export class View {
     const box = this.box;
     box.dataset.status = p.status;
     box.dataset.phase = p.phase;
+    box.dataset.kernel = p.kernel;
     box.dataset.bytesSent = String(extra.bytes);
     box.dataset.chunksSent = String(extra.chunks);
     if (extra.unavailableKind) box.dataset.micUnavailable = extra.unavailableKind;
     this.button.dataset.state = p.phase;
     this.label.textContent = p.label;
     this.button.disabled = p.disabled;
+    this.button.setAttribute("aria-busy", String(p.busy));
+    this.button.setAttribute("aria-disabled", String(p.inert));
     this.button.title = p.title;
     this.status.textContent = p.statusText;
     this.badge.textContent = p.badge;
@@ -965,6 +1395,7 @@ export class View {
     if (shown === this.shownLevel) return;
     this.shownLevel = shown;
     this.level.style.transform = `scaleX(${shown / 100})`;
+    this.meter.setAttribute("aria-valuenow", String(shown));
   }
 
   /** @param {TranscriptState} t @param {boolean} follow keep the end in view */
@@ -1003,7 +1434,7 @@ export class View {
   }
 }
 
-// -- 9. render -----------------------------------------------------------------------------
+// -- 10. render ----------------------------------------------------------------------------
 
 function newId() {
   return globalThis.crypto && crypto.randomUUID
@@ -1011,56 +1442,57 @@ function newId() {
     : Math.random().toString(36).slice(2) + Date.now().toString(36);
 }
 
+// The traits the view reads; a change of any is a kernel-traits event.
+const TRAITS = /** @type {const} */ (["status", "error", "active_view", "engine_label",
+  "engine_kind", "device", "device_id", "audio_bits_per_second", "timeslice_ms"]);
+
+/** @param {WidgetModel} model @returns {KernelTraits} */
+function readTraits(model) {
+  const get = (/** @type {any} */ name) => /** @type {any} */ (model.get(name));
+  return { status: get("status") || "idle", error: get("error") || "",
+    active_view: get("active_view") || "", engine_label: get("engine_label") || "",
+    engine_kind: get("engine_kind") || "", device: get("device") || "",
+    device_id: get("device_id") || "", audio_bits_per_second: get("audio_bits_per_second"),
+    timeslice_ms: get("timeslice_ms") };
+}
+
+/**
+ * Model listeners from one table, all removed when `signal` aborts.
+ * @param {WidgetModel} model @param {Array<[string, (...args: any[]) => void]>} table
+ * @param {AbortSignal} signal
+ */
+export function listenToModel(model, table, signal) {
+  for (const [name, callback] of table) model.on(/** @type {any} */ (name), callback);
+  signal.addEventListener("abort", () => {
+    for (const [name, callback] of table) model.off(/** @type {any} */ (name), callback);
+  });
+}
+
+/** A timer cleared when `signal` aborts. @param {number} ms @param {() => void} fn
+ * @param {AbortSignal} signal */
+function later(ms, fn, signal) {
+  const timer = setTimeout(fn, ms);
+  signal.addEventListener("abort", () => clearTimeout(timer));
+}
+
+/** @param {any} stream */
+function stopTracks(stream) {
+  if (stream) stream.getTracks().forEach((/** @type {MediaStreamTrack} */ t) => t.stop());
+}
+
 /** @type {import("@anywidget/types").Render<Model>} */
 function render({ model, el: root }) {
-  const viewId = newId();
-  const env = pageEnv();
-  /** @type {LocalState} */
-  const local = {
-    phase: "idle",
-    session: null,
-    kernelHasSession: false,
-    localError: "",
-    notice: "",
-    // Why this page cannot record at all, found at render: Record stays disabled and
-    // the error box says what to do instead.
-    unavailable: micUnavailable(env),
-  };
-  // Until the kernel answers (or with no kernel at all: a reopened notebook, an HTML
-  // export), the transcript saved when the last recording ended.
-  let transcript = initialTranscript(model.get("saved_transcript"));
-  /** @type {AudioInput[]} */
-  let inputs = [];
-  const clock = { startedAt: 0, pausedMs: 0, frozenAt: 0, timer: 0 };
-  const sent = { bytes: 0, chunks: 0 };
+  const lifetime = new AbortController();
+  const signal = lifetime.signal;
+  let state = initialView({ viewId: newId(), traits: readTraits(model),
+    saved: model.get("saved_transcript"), unavailable: micUnavailable(pageEnv()) });
+  let clockTimer = 0;
   const view = new View(root);
   const capture = new Capture({
     send,
     onLevel: (level) => view.paintLevel(level),
-    onSent: (bytes, chunks) => { sent.bytes = bytes; sent.chunks = chunks; },
+    onSent: (bytes, chunks) => dispatch({ type: "sent", bytes, chunks }),
   });
-
-  function kernel() {
-    return { status: model.get("status") || "idle", error: model.get("error") || "",
-      active_view: model.get("active_view") || "", engine_label: model.get("engine_label") || "",
-      engine_kind: model.get("engine_kind") || "" };
-  }
-
-  // Recorded time: wall time since the start, less the pauses, frozen at pause and stop.
-  function recordedMs() {
-    return (clock.frozenAt || Date.now()) - clock.startedAt - clock.pausedMs;
-  }
-
-  function paint() {
-    const p = present(local, kernel(), viewId);
-    view.paint(p, { bytes: sent.bytes, chunks: sent.chunks,
-      elapsed: p.mine ? formatElapsed(clock.startedAt ? recordedMs() : 0) : null,
-      unavailableKind: local.unavailable ? local.unavailable.kind : "" });
-  }
-
-  function paintTranscript() {
-    view.paintTranscript(transcript, present(local, kernel(), viewId).recording);
-  }
 
   /** @param {any} content @param {ArrayBuffer[]} [buffers] */
   function send(content, buffers) {
@@ -1071,283 +1503,169 @@ function render({ model, el: root }) {
     }
   }
 
-  // -- kernel messages ---------------------------------------------------------------
-  /** @param {any} msg */
-  function onCustom(msg) {
-    if (!msg || typeof msg !== "object") return;
-    const next = reduceTranscript(transcript, msg);
-    if (next !== transcript) {
-      transcript = next;
-      if (next.stale) {
-        send({ type: "snapshot_request" });
-        return;
+  /** Feed one event in; carry its effects out; paint what changed.
+   * @param {any} event a ViewEvent without its `now` */
+  function dispatch(event) {
+    const before = state;
+    const result = reduceView(state, { ...event, now: Date.now() });
+    state = result.state;
+    for (const effect of result.effects) {
+      try {
+        run(effect);
+      } catch (err) {
+        send(viewMessages.viewError(String((err && /** @type {any} */ (err).stack) || err)));
       }
-      paintTranscript();
-      return;
     }
-    switch (msg.type) {
-      case "stop_request":
-        if (local.session) stopRecording();
+    // Sent-audio counts change with every chunk; the clock's tick paints them.
+    if (state === before || event.type === "sent") return;
+    paint();
+    if (state.transcript !== before.transcript && !state.transcript.stale) {
+      view.paintTranscript(state.transcript, present(state, state.traits,
+        state.viewId).recording);
+    }
+    if (state.inputs !== before.inputs || state.traits.device !== before.traits.device ||
+      state.traits.device_id !== before.traits.device_id) {
+      view.paintDevices(state.inputs, state.traits.device_id, state.traits.device);
+    }
+  }
+
+  /** @param {Effect} effect */
+  function run(effect) {
+    switch (effect.type) {
+      case "send":
+        // After any chunk still being read, so session messages keep their order.
+        capture.inOrder(() => send(effect.message));
         break;
-      case "pause_request":
-        pauseRecording();
+      case "heartbeat": {
+        const session = effect.session;
+        capture.startHeartbeat(session, () => state.session === session);
         break;
-      case "resume_request":
-        resumeRecording();
+      }
+      case "wait-kernel": {
+        const session = effect.session;
+        later(KERNEL_ANSWER_MS, () => dispatch({ type: "kernel-timeout", session }), signal);
         break;
-      case "rejected":
-        if (msg.view === viewId) {
-          capture.release();
-          stopClock();
-          local.session = null;
-          local.phase = "idle";
-          local.localError = msg.reason || "The recorder is busy.";
+      }
+      case "open-mic": {
+        const session = effect.session;
+        capture.open(effect.deviceId).then(
+          ({ stream, fellBack }) => dispatch({ type: "mic-granted", session, stream, fellBack }),
+          (err) => dispatch({ type: "mic-failed", session, problem: micError(err, pageEnv()) }));
+        break;
+      }
+      case "record": {
+        const session = effect.session;
+        try {
+          capture.record(effect.stream, { session, mimeType: effect.mimeType,
+            bitsPerSecond: effect.bitsPerSecond, timesliceMs: effect.timesliceMs,
+            isCurrent: () => state.session === session,
+            onError: (err) => dispatch({ type: "mic-failed", session,
+              problem: micError(err, pageEnv()) }),
+            onStopped: (chunks) => dispatch({ type: "recorder-stopped", session, chunks }) });
+        } catch (err) {
+          stopTracks(effect.stream);
+          dispatch({ type: "mic-failed", session, problem: micError(err, pageEnv()) });
         }
         break;
-      default:
-        return;
+      }
+      case "discard-mic":
+        stopTracks(effect.stream);
+        break;
+      case "stop-recorder": {
+        const session = state.session;
+        // A recorder that already stopped on its own gives no onstop: end it from here.
+        if (!capture.stop()) dispatch({ type: "recorder-stopped", session, chunks: capture.chunks });
+        break;
+      }
+      case "pause-recorder":
+        capture.pause();
+        break;
+      case "resume-recorder":
+        capture.resume();
+        break;
+      case "release":
+        capture.release();
+        break;
+      case "clock":
+        if (clockTimer) clearInterval(clockTimer);
+        clockTimer = effect.running ? Number(setInterval(paint, 250)) : 0;
+        break;
+      case "focus-record":
+        // Only if the focus is in this widget (on the pause control about to be hidden):
+        // never take it from elsewhere on the page.
+        if (view.box.contains(document.activeElement)) view.button.focus();
+        break;
+      case "publish-saved":
+        publishSavedTranscript(model);
+        break;
+      case "list-devices":
+        listDevices();
+        break;
+      case "set-device":
+        model.set("device_id", effect.deviceId);
+        model.set("device", effect.label);
+        model.save_changes();
+        break;
     }
-    paint();
   }
 
-  function noteKernelOwner() {
-    if (local.session && model.get("active_view") === viewId) local.kernelHasSession = true;
-  }
-
-  function onActiveView() {
-    noteKernelOwner();
-    paint();
-  }
-
-  function onStatus() {
-    const ks = model.get("status") || "idle";
-    noteKernelOwner();
-    if (sessionEnded(local, ks)) {
-      // After our own stop this only tidies up; if the kernel ended the session (or gave
-      // up), it lets go of the microphone and the heartbeat.
-      capture.release();
-      stopClock();
-      local.phase = "idle";
-      local.session = null;
-      // The kernel set saved_transcript just before this status (one ordered channel).
-      publishSavedTranscript(model);
-    }
-    paint();
-  }
-
-  // -- devices -------------------------------------------------------------------------
-  async function refreshDevices() {
+  async function listDevices() {
     const devices = globalThis.navigator && navigator.mediaDevices;
     if (!devices || typeof devices.enumerateDevices !== "function") return;
+    let inputs = [];
     try {
       inputs = audioInputs(await devices.enumerateDevices());
     } catch {
-      inputs = [];
+      // none listed
     }
-    view.paintDevices(inputs, model.get("device_id") || "", model.get("device") || "");
+    dispatch({ type: "devices", inputs });
   }
 
-  function onDeviceTrait() {
-    view.paintDevices(inputs, model.get("device_id") || "", model.get("device") || "");
+  // What was painted last: a state change that changes nothing shown (the input list,
+  // the sent-audio counts between clock ticks) paints nothing.
+  let painted = "";
+  function paint() {
+    const p = present(state, state.traits, state.viewId);
+    const extra = { bytes: state.sent.bytes, chunks: state.sent.chunks,
+      elapsed: p.mine ? formatElapsed(recordedMs(state.clock, Date.now())) : null,
+      unavailableKind: state.unavailable ? state.unavailable.kind : "" };
+    const key = JSON.stringify([p, extra]);
+    if (key === painted) return;
+    painted = key;
+    view.paint(p, extra);
   }
 
-  view.deviceSelect.addEventListener("change", () => {
-    const id = view.deviceSelect.value;
-    const input = inputs.find((d) => d.deviceId === id);
-    model.set("device_id", input ? input.deviceId : "");
-    model.set("device", input ? input.label : "");
-    model.save_changes();
-  });
-
-  // -- recording -----------------------------------------------------------------------
-  function stopClock() {
-    if (clock.timer) clearInterval(clock.timer);
-    clock.timer = 0;
-  }
-
-  async function startRecording() {
-    const session = newId();
-    local.session = session;
-    local.kernelHasSession = false;
-    local.localError = "";
-    local.notice = "";
-    local.phase = "requesting-mic";
-    clock.startedAt = 0; // the clock shows 00:00 until the microphone records
-    sent.bytes = 0;
-    sent.chunks = 0;
-    paint();
-    const mimeType = pickMimeType();
-    // Tell the kernel first: it connects upstream while the browser asks for the mic.
-    send({ type: "start", session, view: viewId, mime_type: mimeType || "" });
-    capture.startHeartbeat(session, () => local.session === session);
-    // Known causes (normally found at render, which keeps Record disabled) end here,
-    // before the browser is asked; the kernel learns them from the abort message.
-    const cause = micUnavailable(pageEnv());
-    if (cause) return failCapture(session, cause);
-    const chosen = chooseDevice(inputs, { label: model.get("device") || "",
-      deviceId: model.get("device_id") || "" });
-    let stream;
-    try {
-      const opened = await capture.open(chosen.deviceId);
-      stream = opened.stream;
-      local.notice = chosen.notice ||
-        (opened.fellBack ? deviceGoneNotice(chosen.label || "chosen") : "");
-    } catch (err) {
-      return failCapture(session, micError(err, pageEnv()));
-    }
-    if (local.session !== session || local.phase !== "requesting-mic") {
-      // Rejected, stopped or ended while the browser asked: this stream is not needed.
-      stream.getTracks().forEach((t) => t.stop());
-      return;
-    }
-    try {
-      capture.record(stream, {
-        session, mimeType, bitsPerSecond: model.get("audio_bits_per_second") || 32000,
-        timesliceMs: model.get("timeslice_ms") || 120,
-        isCurrent: () => local.session === session,
-        onError: (err) => failCapture(session, micError(err, pageEnv())),
-        onStopped: () => { capture.release(); stopClock(); paint(); },
-      });
-    } catch (err) {
-      return failCapture(session, micError(err, pageEnv()));
-    }
-    local.phase = "recording";
-    clock.startedAt = Date.now();
-    clock.pausedMs = 0;
-    clock.frozenAt = 0;
-    clock.timer = setInterval(paint, 250);
-    paint();
-    // Permission is granted now, so the browser tells the inputs' names.
-    refreshDevices();
-  }
-
-  /** @param {string} session @param {MicProblem} problem */
-  function failCapture(session, { kind, message }) {
-    capture.release();
-    stopClock();
-    if (local.session === session) {
-      send({ type: "abort", session, kind, message });
-      local.session = null;
-      local.phase = "idle";
-      local.localError = "";
-    }
-    paint();
-  }
-
-  function stopRecording() {
-    local.phase = "finishing";
-    if (!clock.frozenAt) clock.frozenAt = Date.now();
-    if (!capture.stop() && local.session) {
-      // No recorder running (still asking for the mic): end the session from here.
-      send({ type: "stop", session: local.session, chunks: sent.chunks });
-      capture.release();
-      stopClock();
-    }
-    paint();
-  }
-
-  // Pause and resume are the same whether the user clicks or the kernel asks
-  // (pause_request/resume_request); anything else is ignored.
-  function pauseRecording() {
-    const session = local.session;
-    if (!session || local.phase !== "recording" || !capture.pause()) return;
-    local.phase = "paused";
-    clock.frozenAt = Date.now();
-    capture.inOrder(() => send({ type: "pause", session }));
-    paint();
-  }
-
-  function resumeRecording() {
-    const session = local.session;
-    if (!session || local.phase !== "paused" || !capture.resume()) return;
-    local.phase = "recording";
-    clock.pausedMs += Date.now() - clock.frozenAt;
-    clock.frozenAt = 0;
-    capture.inOrder(() => send({ type: "resume", session }));
-    paint();
-  }
-
-  view.button.addEventListener("click", () => {
-    const phase = shownPhase(local, model.get("status"));
-    if (local.session && SESSION_PHASES.has(phase)) {
-      stopRecording();
-    } else if (!local.session && (phase === "idle" || phase === "error")) {
-      startRecording().catch((err) => {
-        send({ type: "view_error", message: String((err && err.stack) || err) });
-      });
-    }
-  });
-
-  view.pauseButton.addEventListener("click", () => {
-    if (local.phase === "paused") resumeRecording();
-    else pauseRecording();
-  });
-
-  // -- theme ---------------------------------------------------------------------------
-  // The colours come from the host's variables (CSS); which text colours stay legible
-  // depends on how dark the result is, so it is re-read when the host changes theme
-  // (JupyterLab: a body attribute; VS Code: body classes; marimo: a class on <html>).
-  function paintTheme() {
-    view.box.dataset.theme = themeOf(getComputedStyle(view.box).backgroundColor);
-  }
-  // The host's new stylesheet may apply a little after its marker changes: look again.
-  /** @type {ReturnType<typeof setTimeout>[]} */
-  let themeChecks = [];
-  function themeChanged() {
-    themeChecks.forEach(clearTimeout);
-    requestAnimationFrame(paintTheme);
-    themeChecks = [300, 1500].map((ms) => setTimeout(paintTheme, ms));
-  }
-  const themeWatch = typeof MutationObserver === "undefined" ? null
-    : new MutationObserver(themeChanged);
-  for (const node of [document.documentElement, document.body]) {
-    if (themeWatch && node) themeWatch.observe(node, { attributes: true });
-  }
-
-  const onChange = () => paint();
+  /** @param {string} changed */
+  const onTrait = (changed) => () =>
+    dispatch({ type: "kernel-traits", traits: readTraits(model), changed });
+  listenToModel(model, [
+    ["msg:custom", (/** @type {any} */ msg) => dispatch({ type: "kernel-message", msg })],
+    ...TRAITS.map((name) => /** @type {[string, () => void]} */ (
+      [`change:${name}`, onTrait(name)])),
+  ], signal);
+  const on = { signal };
+  view.button.addEventListener("click", () =>
+    dispatch({ type: "press", session: newId(), mimeType: pickMimeType() || "",
+      problem: micUnavailable(pageEnv()) }), on);
+  view.pauseButton.addEventListener("click", () => dispatch({ type: "pause-press" }), on);
+  view.deviceSelect.addEventListener("change", () =>
+    dispatch({ type: "device-chosen", deviceId: view.deviceSelect.value }), on);
   const mediaDevices = globalThis.navigator && navigator.mediaDevices;
-  model.on("msg:custom", onCustom);
-  model.on("change:status", onStatus);
-  model.on("change:error", onChange);
-  model.on("change:engine_label", onChange);
-  model.on("change:engine_kind", onChange);
-  model.on("change:active_view", onActiveView);
-  model.on("change:device", onDeviceTrait);
-  model.on("change:device_id", onDeviceTrait);
   if (mediaDevices && mediaDevices.addEventListener) {
-    mediaDevices.addEventListener("devicechange", refreshDevices);
+    mediaDevices.addEventListener("devicechange", listDevices, on);
   }
-  send({ type: "snapshot_request" });
-  // Tell the kernel too, so rec.error says why this front end cannot record.
-  if (local.unavailable) {
-    send({ type: "unavailable", kind: local.unavailable.kind,
-      message: local.unavailable.message });
-  } else {
-    refreshDevices(); // lists the inputs if permission was given before
-  }
+  watchTheme(view.box, signal);
+
   paint();
-  paintTranscript();
-  requestAnimationFrame(paintTheme);
-  paintTheme();
+  view.paintTranscript(state.transcript, false);
+  dispatch({ type: "rendered" });
 
   return () => {
-    if (local.session && capture.recorder) stopRecording();
+    dispatch({ type: "closed" });
+    lifetime.abort();
     capture.release();
-    stopClock();
+    if (clockTimer) clearInterval(clockTimer);
     view.dispose();
-    if (themeWatch) themeWatch.disconnect();
-    themeChecks.forEach(clearTimeout);
-    if (mediaDevices && mediaDevices.removeEventListener) {
-      mediaDevices.removeEventListener("devicechange", refreshDevices);
-    }
-    model.off("msg:custom", onCustom);
-    model.off("change:status", onStatus);
-    model.off("change:error", onChange);
-    model.off("change:engine_label", onChange);
-    model.off("change:engine_kind", onChange);
-    model.off("change:active_view", onActiveView);
-    model.off("change:device", onDeviceTrait);
-    model.off("change:device_id", onDeviceTrait);
   };
 }
 

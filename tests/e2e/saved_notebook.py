@@ -10,11 +10,13 @@ must still not contain it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 FAKE_KEY = "sk-fake-saved-notebook-" + "5f0c1e2d3b4a69788796a5b4"
 SPOKEN = "the saved notebook keeps what was said"
@@ -74,3 +76,54 @@ def saved_texts(nb: nbformat.NotebookNode) -> list[str]:
             texts.append(saved.get("text")
                          or "".join(s["text"] for s in saved.get("segments", [])))
     return texts
+
+
+def export_html(saved: Path, tmp_path: Path) -> Path:
+    """``jupyter nbconvert --to html`` of ``saved`` (its widget state embedded)."""
+    target = tmp_path / "export.html"
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html",
+                    "--output", str(target.with_suffix("")), str(saved)],
+                   check=True, capture_output=True, timeout=120)
+    return target
+
+
+# The HTML export loads require.js, the widgets' embed manager and anywidget from public
+# CDNs. Tests stay on 127.0.0.1, so they serve local copies at those paths instead:
+# anywidget's AMD module from the installed Python package (the same file its npm
+# package publishes), the other two from a node_modules folder named here, made with
+#   npm install --prefix DIR @jupyter-widgets/html-manager@1 requirejs@2
+NODE_MODULES_ENV = "SONIOX_E2E_NODE_MODULES"
+
+
+def serve_export_locally(page) -> list[str]:
+    """Route ``page``'s requests: the export's scripts from local copies, anything else
+    (MathJax) refused, so nothing leaves the machine. Returns the list of URLs asked for,
+    filled as the page loads. Skips the test without the node_modules folder."""
+    node_modules = Path(os.environ.get(NODE_MODULES_ENV, "/nonexistent"))
+    require_js = node_modules / "requirejs" / "require.js"
+    embed_js = node_modules / "@jupyter-widgets" / "html-manager" / "dist" / "embed-amd.js"
+    if not (require_js.is_file() and embed_js.is_file()):
+        pytest.skip(f"set {NODE_MODULES_ENV} to a node_modules with "
+                    "@jupyter-widgets/html-manager@1 and requirejs@2")
+    import anywidget
+
+    anywidget_amd = Path(anywidget.__file__).parent / "nbextension" / "index.js"
+    served = [(re.compile(r"/require(\.min)?\.js$"), require_js),
+              (re.compile(r"/@jupyter-widgets/html-manager@[^/]*/dist/embed-amd\.js$"), embed_js),
+              (re.compile(r"/anywidget@[^/]*/dist/index\.js$"), anywidget_amd)]
+    asked: list[str] = []
+
+    def local_only(route) -> None:
+        url = route.request.url
+        if url.startswith("file://"):
+            route.continue_()
+            return
+        asked.append(url)
+        for pattern, path in served:
+            if pattern.search(url.split("?")[0]):
+                route.fulfill(path=str(path), content_type="text/javascript")
+                return
+        route.abort()
+
+    page.route("**/*", local_only)
+    return asked

@@ -14,7 +14,12 @@ import pytest
 
 from tests.e2e.conftest import ARTIFACTS, chromium, open_notebook
 from tests.e2e.saved_notebook import SPOKEN, execute_and_save, trust
-from tests.e2e.theme_check import CONTRAST_JS, contrast_report, too_faint
+from tests.e2e.theme_check import (
+    change_theme,
+    contrast_report,
+    too_faint,
+    wait_widget_theme,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -25,14 +30,6 @@ WIDGET = ".jp-OutputArea-output .soniox-recorder"
 def saved(tmp_path_factory, speech_wav) -> Path:
     wav, _ = speech_wav
     return execute_and_save(wav, tmp_path_factory.mktemp("themes") / "themes.ipynb")
-
-
-def change_theme(page, theme: str, light: bool) -> None:
-    page.evaluate("(t) => window.jupyterapp.commands.execute('apputils:change-theme',"
-                  " {theme: t})", theme)
-    page.wait_for_function(
-        "(light) => document.body.dataset.jpThemeLight === String(light)", arg=light,
-        timeout=30_000)
 
 
 def themes_of(server, saved: Path, wav: Path, tmp_path: Path, app: str) -> dict[str, dict]:
@@ -51,10 +48,7 @@ def themes_of(server, saved: Path, wav: Path, tmp_path: Path, app: str) -> dict[
             for theme, light in (("JupyterLab Light", True), ("JupyterLab Dark", False)):
                 change_theme(page, theme, light)
                 # Wait until the widget has taken the theme's colours (measured, as below).
-                page.wait_for_function(
-                    f"([el, light]) => {{ const lum = ({CONTRAST_JS})(el).backgroundLuminance;"
-                    " return light ? lum > 0.5 : lum < 0.5; }",
-                    arg=[root.element_handle(), light], timeout=10_000)
+                wait_widget_theme(page, root.element_handle(), light)
                 name = "light" if light else "dark"
                 root.screenshot(path=str(ARTIFACTS / f"{app}-{name}-widget.png"))
                 page.screenshot(path=str(ARTIFACTS / f"{app}-{name}.png"))

@@ -123,9 +123,20 @@ INNER_HTML = """<!doctype html><html><head><link rel="stylesheet" href="widget.c
 <body><div id="root"></div><script type="module">
 const values = {status: "idle", error: "", engine_label: "", active_view: ""};
 window.sent = [];
+const listeners = {};
 const model = {
-  get: (k) => values[k], set: (k, v) => { values[k] = v; }, on() {}, off() {},
-  send: (msg) => window.sent.push(msg), save_changes() {},
+  get: (k) => values[k], set: (k, v) => { values[k] = v; },
+  on: (event, callback) => { (listeners[event] ||= []).push(callback); }, off() {},
+  send: (msg) => {
+    window.sent.push(msg);
+    // As the kernel does: it takes the recording (names this view), and only then the
+    // view asks for the microphone.
+    if (msg.type === "start") {
+      values.active_view = msg.view;
+      (listeners["change:active_view"] || []).forEach((callback) => callback());
+    }
+  },
+  save_changes() {},
 };
 // ?late: the policy cannot be read at render (as in a browser without the API), only
 // when getUserMedia fails; the widget must still name the policy, not a denial.

@@ -11,11 +11,7 @@ JupyterLab opens it by default: a fresh kernel starts, and no cell runs.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -26,19 +22,15 @@ from tests.e2e.saved_notebook import (
     FAKE_KEY,
     SPOKEN,
     execute_and_save,
+    export_html,
     saved_texts,
+    serve_export_locally,
     trust,
 )
 
 pytestmark = pytest.mark.browser
 
 OUT = ".jp-OutputArea-output"
-# The HTML export loads require.js, the widgets' embed manager and anywidget from public
-# CDNs. Tests stay on 127.0.0.1, so they serve local copies at those paths instead:
-# anywidget's AMD module from the installed Python package (the same file its npm
-# package publishes), the other two from a node_modules folder named here, made with
-#   npm install --prefix DIR @jupyter-widgets/html-manager@1 requirejs@2
-NODE_MODULES_ENV = "SONIOX_E2E_NODE_MODULES"
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +70,6 @@ def test_reopened_without_running_it_shows_the_saved_transcript(lab, saved, spee
         assert FAKE_KEY not in page.content()
 
 
-def export_html(saved: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "export.html"
-    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html",
-                    "--output", str(target.with_suffix("")), str(saved)],
-                   check=True, capture_output=True, timeout=120)
-    return target
-
-
 def test_the_html_export_embeds_the_transcript_and_never_the_key(saved, tmp_path):
     html = export_html(saved, tmp_path).read_text()
     assert html.count("application/vnd.jupyter.widget-view+json") >= 2
@@ -96,37 +80,11 @@ def test_the_html_export_embeds_the_transcript_and_never_the_key(saved, tmp_path
 def test_the_html_export_shows_the_transcript(saved, speech_wav, tmp_path):
     """Opened in Chromium with the embed manager served locally: the widget's own view
     draws the saved transcript from the embedded state, with no kernel anywhere."""
-    node_modules = Path(os.environ.get(NODE_MODULES_ENV, "/nonexistent"))
-    require_js = node_modules / "requirejs" / "require.js"
-    embed_js = node_modules / "@jupyter-widgets" / "html-manager" / "dist" / "embed-amd.js"
-    if not (require_js.is_file() and embed_js.is_file()):
-        pytest.skip(f"set {NODE_MODULES_ENV} to a node_modules with "
-                    "@jupyter-widgets/html-manager@1 and requirejs@2")
-    import anywidget
-
-    anywidget_amd = Path(anywidget.__file__).parent / "nbextension" / "index.js"
-    served = [(re.compile(r"/require(\.min)?\.js$"), require_js),
-              (re.compile(r"/@jupyter-widgets/html-manager@[^/]*/dist/embed-amd\.js$"), embed_js),
-              (re.compile(r"/anywidget@[^/]*/dist/index\.js$"), anywidget_amd)]
-    asked: list[str] = []
-
-    def local_only(route) -> None:
-        url = route.request.url
-        if url.startswith("file://"):
-            route.continue_()
-            return
-        asked.append(url)
-        for pattern, path in served:
-            if pattern.search(url.split("?")[0]):
-                route.fulfill(path=str(path), content_type="text/javascript")
-                return
-        route.abort()  # anything else (MathJax) is not needed and never leaves the machine
-
     html = export_html(saved, tmp_path)
     wav, _ = speech_wav
     with chromium(wav, tmp=tmp_path) as context:
         page = context.new_page()
-        page.route("**/*", local_only)
+        asked = serve_export_locally(page)
         page.goto(html.as_uri())
         page.wait_for_function(
             "(t) => { const v = [...document.querySelectorAll('.soniox-final')];"

@@ -108,7 +108,9 @@ def test_jupyterlab_light_and_dark(lab, speech_wav, tmp_path):
     with chromium(wav, tmp=tmp_path) as context:
         page = open_notebook(context, lab, name)
         run_cell(page, 0)
-        root = page.wait_for_selector(f"{OUT} .soniox-recorder", timeout=60_000)
+        # Once the kernel has answered the view: a later repaint would undo FILL_JS.
+        root = page.wait_for_selector(f"{OUT} .soniox-recorder[data-kernel='present']",
+                                      timeout=60_000)
         root.evaluate(FILL_JS)
         page.wait_for_selector(f"{OUT} .soniox-error:not([hidden])", timeout=10_000)
         light = root.evaluate(CONTRAST_JS)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 WCAG_AA = 4.5  # normal-size text
 
-# For each visible element of the widget that holds text of its own: its colour drawn
-# over the first opaque background behind it (walking up ancestors, across shadow roots),
-# and the contrast ratio of the two. Also the widget's own effective background.
-CONTRAST_JS = """
-(root) => {
+# Colour arithmetic shared by the measurements below (the body of an arrow function):
+# rgba() parts, WCAG luminance and contrast ratio, a colour drawn over another, and the
+# first opaque background behind an element (walking up ancestors, across shadow roots).
+_COLOUR_JS = """
   const rgba = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
   const lum = ([r, g, b]) => {
     const c = [r, g, b].map((v) => v / 255)
@@ -38,6 +37,13 @@ CONTRAST_JS = """
     for (const c of layers.reverse()) bg = over(c, bg);
     return bg;
   };
+"""
+
+# For each visible element of the widget that holds text of its own: its colour drawn
+# over the first opaque background behind it, and the contrast ratio of the two. Also
+# the widget's own effective background.
+CONTRAST_JS = """
+(root) => {""" + _COLOUR_JS + """
   const texts = [];
   for (const el of [root, ...root.querySelectorAll("*")]) {
     const own = [...el.childNodes].filter((n) => n.nodeType === 3)
@@ -54,6 +60,22 @@ CONTRAST_JS = """
 }
 """
 
+# The focus ring of the focused element: its outline, and the contrast of the outline's
+# colour against what surrounds it (the background behind the element's parent, which an
+# outline with a positive offset is drawn on) and against the element's own fill.
+FOCUS_RING_JS = """
+(el) => {""" + _COLOUR_JS + """
+  const s = getComputedStyle(el);
+  const around = background(parent(el));
+  const ring = over(rgba(s.outlineColor), around);
+  return { focused: document.activeElement === el, style: s.outlineStyle,
+           width: parseFloat(s.outlineWidth), offset: parseFloat(s.outlineOffset),
+           color: s.outlineColor,
+           vsSurroundings: Math.round(ratio(ring, around) * 100) / 100,
+           vsFill: Math.round(ratio(ring, background(el)) * 100) / 100 };
+}
+"""
+
 
 def contrast_report(element) -> dict:
     """CONTRAST_JS run on a Playwright element handle (the ``.soniox-recorder`` root)."""
@@ -63,3 +85,20 @@ def contrast_report(element) -> dict:
 def too_faint(report: dict, minimum: float = WCAG_AA) -> list[dict]:
     """The texts below ``minimum``: an empty list means every text is legible."""
     return [t for t in report["texts"] if t["ratio"] < minimum]
+
+
+def change_theme(page, theme: str, light: bool) -> None:
+    """Switch JupyterLab or Notebook 7 to ``theme`` and wait until the page says so."""
+    page.evaluate("(t) => window.jupyterapp.commands.execute('apputils:change-theme',"
+                  " {theme: t})", theme)
+    page.wait_for_function(
+        "(light) => document.body.dataset.jpThemeLight === String(light)", arg=light,
+        timeout=30_000)
+
+
+def wait_widget_theme(page, element, light: bool) -> None:
+    """Wait until the widget ``element`` has taken the theme's colours (measured)."""
+    page.wait_for_function(
+        f"([el, light]) => {{ const lum = ({CONTRAST_JS})(el).backgroundLuminance;"
+        " return light ? lum > 0.5 : lum < 0.5; }",
+        arg=[element, light], timeout=10_000)

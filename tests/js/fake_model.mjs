@@ -29,5 +29,9 @@ export function fakeModel(traits = {}) {
     off(event, callback) {
       listeners.set(event, (listeners.get(event) || []).filter((c) => c !== callback));
     },
+    /** How many listeners are registered, over all events. */
+    listenerCount() {
+      return [...listeners.values()].reduce((n, list) => n + list.length, 0);
+    },
   };
 }

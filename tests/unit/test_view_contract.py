@@ -19,15 +19,60 @@ ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "soniox_widget" / "static"
 
 
-def _js_export(name: str) -> object:
+def _node(code: str) -> object:
+    """What ES module `code` prints (one JSON value), run by node."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
-    code = (f"import({json.dumps((STATIC / 'widget.js').as_uri())})"
-            f".then((m) => console.log(JSON.stringify(m.{name})))")
     out = subprocess.run([node, "--input-type=module", "-e", code], capture_output=True,
                          text=True, timeout=30, check=True)
     return json.loads(out.stdout)
+
+
+def _js_export(name: str) -> object:
+    return _node(f"import({json.dumps((STATIC / 'widget.js').as_uri())})"
+                 f".then((m) => console.log(JSON.stringify(m.{name})))")
+
+
+# Each front-end message builder (widget.js viewMessages), called with these arguments,
+# and the message class view_messages.parse_view_message must make of its result.
+PROBLEM = {"kind": "mic-denied", "message": "Microphone permission was denied."}
+BUILDERS = {
+    "start": (["s1", "v1", "audio/webm"], vm.Start("s1", "v1", "audio/webm")),
+    "chunk": (["s1", 4], vm.Chunk("s1", 4, b"audio")),
+    "stop": (["s1", 5], vm.Stop("s1", 5)),
+    "abort": (["s1", PROBLEM], vm.Abort("s1", PROBLEM["kind"], PROBLEM["message"])),
+    "pause": (["s1"], vm.Pause("s1")),
+    "resume": (["s1"], vm.Resume("s1")),
+    "heartbeat": (["s1"], vm.Heartbeat("s1")),
+    "snapshotRequest": ([], vm.SnapshotRequest()),
+    "unavailable": ([PROBLEM], vm.Unavailable(PROBLEM["kind"], PROBLEM["message"])),
+    "viewError": (["TypeError: x"], vm.ViewError("TypeError: x")),
+}
+#: Messages the kernel takes that no widget view sends (the standalone proxy's page does).
+NOT_FROM_THE_VIEW = {vm.Finalize}
+
+
+def _js_messages() -> dict[str, object]:
+    calls = {name: args for name, (args, _) in BUILDERS.items()}
+    code = (f"import({json.dumps((STATIC / 'widget.js').as_uri())}).then((m) => {{"
+            f" const calls = {json.dumps(calls)};"
+            " const out = {builders: Object.keys(m.viewMessages).sort(), built: {}};"
+            " for (const [name, args] of Object.entries(calls)) {"
+            "   if (m.viewMessages[name]) out.built[name] = m.viewMessages[name](...args); }"
+            " console.log(JSON.stringify(out)); })")
+    return _node(code)
+
+
+def test_every_message_the_view_builds_is_one_the_kernel_parses_to_the_same_values():
+    out = _js_messages()
+    assert out["builders"] == sorted(BUILDERS)
+    for name, (_, expected) in BUILDERS.items():
+        buffers = [b"audio"] if name == "chunk" else []
+        assert vm.parse_view_message(out["built"][name], buffers) == expected, name
+    # Every kind of view message the kernel knows has a builder on the front end.
+    kernel_kinds = set(vm.ViewMessage.__args__) - NOT_FROM_THE_VIEW
+    assert {type(expected) for _, expected in BUILDERS.values()} == kernel_kinds
 
 
 def test_the_front_end_knows_the_same_statuses_as_the_kernel():
