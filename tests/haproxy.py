@@ -177,6 +177,11 @@ class ServerProcess:
         return self._proc.stdout.readline()
 
     @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.poll()
 
