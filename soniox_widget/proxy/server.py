@@ -311,10 +311,12 @@ class ProxyServer(WebSocketService):
         query = parse_qs(urlsplit(request.path).query).get("token", [])
         if any(self._is_token(value) for value in query):
             return "query"
+        # Bearer only on the Soniox path, where a Soniox client (SONIOX_WS_URL) sends the
+        # token as its API key; everywhere else the scheme is Token, as before.
+        schemes = ("token", "bearer") if urlsplit(request.path).path == WS_PATH else ("token",)
         for value in request.headers.get_all("Authorization"):
             scheme, _, credential = value.strip().partition(" ")
-            # Bearer: a Soniox client (SONIOX_WS_URL) sends the token as its API key.
-            if scheme.lower() in ("token", "bearer") and self._is_token(credential.strip()):
+            if scheme.lower() in schemes and self._is_token(credential.strip()):
                 return "header"
         for value in request.headers.get_all("Cookie"):
             for pair in value.split(";"):
