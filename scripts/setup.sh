@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything this project needs on a fresh Debian machine (idempotent).
 #   scripts/setup.sh          the package with the offline engine and JupyterLab (demo)
-#   scripts/setup.sh --test   also the test tools, Chromium and espeak-ng
+#   scripts/setup.sh --test   also the test tools, Chromium, espeak-ng, HAProxy and
+#                             JupyterHub's configurable-http-proxy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ need_apt=()
 if [[ $want_test == 1 ]]; then
   command -v chromium >/dev/null || need_apt+=(chromium)
   command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+  # The servers behind a real load balancer (tests/integration/test_service_haproxy.py).
+  command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need_apt+=(haproxy)
 fi
 if ((${#need_apt[@]})); then
   echo "==> installing Debian packages: ${need_apt[*]}"
@@ -48,4 +51,11 @@ if [[ $want_test == 1 && ( ! -f .cache/e2e-node/node_modules/requirejs/require.j
   mkdir -p .cache/e2e-node
   npm install --silent --no-audit --no-fund --prefix .cache/e2e-node \
     @jupyter-widgets/html-manager@1.0.15 requirejs@2.3.8 axe-core@4.10.3 >/dev/null
+fi
+if [[ $want_test == 1 && ! -x .cache/hub-node/node_modules/.bin/configurable-http-proxy ]]; then
+  # JupyterHub's own proxy, for the two-users hub test (tests/e2e/test_jupyterhub.py).
+  echo "==> installing configurable-http-proxy for the JupyterHub test (npm)"
+  mkdir -p .cache/hub-node
+  npm install --silent --no-audit --no-fund --prefix .cache/hub-node \
+    configurable-http-proxy@5.0.1 >/dev/null
 fi

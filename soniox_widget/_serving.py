@@ -7,6 +7,11 @@ websockets' asyncio server (:meth:`WebSocketService._listen`); the proxy, which
 only relays frames, with the sans-I/O transport of :mod:`soniox_widget.transport`
 (:meth:`WebSocketService._listen_frames`). :class:`IdleWatchdog` closes connections
 whose client went silent, at no cost per message.
+
+Every server is also a service (:mod:`soniox_widget.service`): it answers health checks
+before anything else, and :meth:`WebSocketService.drain` (SIGTERM on the command line)
+stops taking sessions, lets the open ones finish, then ends the rest with the error that
+tells clients to restart the request elsewhere.
 """
 
 from __future__ import annotations
@@ -22,21 +27,70 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from . import transport
 from ._deadline import DeadlineTimer
+from .service import ServiceState
 
 logger = logging.getLogger(__name__)
 
 
 class WebSocketService:
-    """Base of a server class: call :meth:`_listen` from ``start()``."""
+    """Base of a server class: call :meth:`_listen` from ``start()``.
 
-    def __init__(self, host: str, port: int) -> None:
+    ``service`` holds readiness, drain state and the per-session accounting; the server
+    answers ``service.respond(request)`` first in its request hook, and implements
+    :meth:`_end_for_restart` for the end of a drain.
+    """
+
+    #: Seconds the sessions ended at the end of a drain get to close before stop().
+    RESTART_GRACE = 5.0
+
+    def __init__(self, host: str, port: int, service: ServiceState) -> None:
         self.host = host
         self.port = port
+        self.service = service
         self._server: Server | transport.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._no_handlers = asyncio.Event()
+        self._no_handlers.set()
 
     async def start(self) -> Any:
         raise NotImplementedError
+
+    async def _end_for_restart(self) -> int:
+        """Send every open session the 503 "restart the request" and close it; returns
+        how many were ended (their handlers then return on their own)."""
+        raise NotImplementedError
+
+    async def drain(self, seconds: float, hurry: asyncio.Event | None = None) -> None:
+        """Stop gracefully: not ready and no new session from now on; open sessions get
+        up to ``seconds`` to finish (or until ``hurry`` is set); the rest are ended with a
+        503 "restart the request", so clients resume on another replica; then stop.
+
+        A balancer learns from ``/readyz`` (503 from now on) to send new sessions
+        elsewhere; one that still sends a session here meanwhile gets HTTP 503, which
+        it can retry on another server (HAProxy: ``retry-on 503``).
+        """
+        self.service.begin_drain()
+        await self._wait_for_handlers(seconds, hurry)
+        if self._handlers:
+            ended = await self._end_for_restart()
+            logger.info("drain: ended %d session(s) after %g s with a 503 (restart the "
+                        "request)", ended, seconds)
+            await self._wait_for_handlers(self.RESTART_GRACE, None)
+        await self.stop()
+
+    async def _wait_for_handlers(self, timeout: float, hurry: asyncio.Event | None) -> None:
+        """Until every handler returned, ``timeout`` passed or ``hurry`` was set."""
+        if not self._handlers or timeout <= 0:
+            return
+        waiters = {asyncio.ensure_future(self._no_handlers.wait())}
+        if hurry is not None:
+            waiters.add(asyncio.ensure_future(hurry.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
 
     def _tracked(self, handler: Callable[[Any], Awaitable[None]]
                  ) -> Callable[[Any], Awaitable[None]]:
@@ -45,10 +99,13 @@ class WebSocketService:
             task = asyncio.current_task()
             assert task is not None
             self._handlers.add(task)
+            self._no_handlers.clear()
             try:
                 await handler(ws)
             finally:
                 self._handlers.discard(task)
+                if not self._handlers:
+                    self._no_handlers.set()
         return tracked
 
     async def _listen(self, handler: Callable[[ServerConnection], Awaitable[None]],
@@ -204,12 +261,33 @@ def run_main(main: Coroutine[Any, Any, None], loop: str = "auto") -> None:
         uvloop.run(main)
 
 
-async def serve_until_signal(service: WebSocketService, banner: Callable[[], str]) -> None:
-    """Run a service from the command line until SIGINT or SIGTERM."""
+async def serve_until_signal(service: WebSocketService, banner: Callable[[], str],
+                             drain_seconds: float = 0.0) -> None:
+    """Run a service from the command line until SIGINT or SIGTERM.
+
+    SIGTERM (what systemd, Docker and Kubernetes send to stop a service) drains for up
+    to ``drain_seconds`` (:meth:`WebSocketService.drain`); SIGINT (Ctrl-C), or a second
+    signal during a drain, stops at once.
+    """
     async with service:
         print(banner(), flush=True)
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        received: asyncio.Queue[signal.Signals] = asyncio.Queue()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+            loop.add_signal_handler(sig, received.put_nowait, sig)
+        try:
+            first = await received.get()
+            if first == signal.SIGTERM and drain_seconds > 0:
+                hurry = asyncio.Event()
+                drain = asyncio.ensure_future(service.drain(drain_seconds, hurry))
+                second = asyncio.ensure_future(received.get())
+                try:
+                    await asyncio.wait({drain, second}, return_when=asyncio.FIRST_COMPLETED)
+                    hurry.set()  # a second signal: end the sessions now
+                    await drain
+                finally:
+                    second.cancel()
+                    await asyncio.gather(second, return_exceptions=True)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)

@@ -9,18 +9,24 @@ otherwise drive the engine). With ``--require-key``, clients send the key as Son
 takes it: the ``Authorization: Bearer`` header, the WebSocket subprotocols
 ``soniox-api-key, <key>`` (browsers), or, until 15 January 2027, ``api_key`` in the
 start message.
+
+As a service behind a load balancer: ``GET /healthz`` and ``/readyz`` need no key;
+``--metrics`` adds Prometheus metrics at ``/metrics``; SIGTERM drains (no new sessions,
+open ones get ``--drain-seconds`` to finish, the rest end with a 503 "restart the
+request" so clients resume on another replica); one log line per session
+(``--log-format json`` for JSON lines).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
 from .._serving import serve_until_signal
 from ..access import AccessPolicy
+from ..service.cli import add_service_arguments, check_metrics_available, configure_logging
 from .server import LocalSonioxServer
 from .shared import LocalEngineUnavailable, default_engine
 
@@ -46,6 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="'whisper' (offline recognition, default) or 'scripted' "
                         "(deterministic words for testing clients; NOT transcription)")
     parser.add_argument("--script", default=None, help="words for the scripted engine")
+    parser.add_argument("--bytes-per-word", type=int, default=2000,
+                        help="audio bytes per word of the scripted engine (default 2000)")
+    parser.add_argument("--ms-per-word", type=int, default=400,
+                        help="made-up word length of the scripted engine (default 400)")
+    add_service_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -54,17 +65,21 @@ async def serve(args: argparse.Namespace) -> None:
     if args.engine == "scripted":
         from .scripted_engine import ScriptedEngine
 
-        engine = ScriptedEngine(args.script)
+        engine = ScriptedEngine(args.script, bytes_per_word=args.bytes_per_word,
+                                ms_per_word=args.ms_per_word)
     else:
         engine = default_engine()
     key = os.environ.get(args.require_key) if args.require_key else None
     if args.require_key and not key:
         raise SystemExit(f"--require-key {args.require_key}: that variable is not set")
     server = LocalSonioxServer(engine, host=args.host, port=args.port, api_key=key,
-                               allowed_origins=args.allow_origin, allowed_hosts=args.allow_host)
+                               allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
+                               max_sessions=args.max_sessions, metrics=args.metrics,
+                               log_format=args.log_format)
     try:
         await serve_until_signal(
-            server, lambda: f"Soniox-compatible server ({engine.label}) listening on {server.url}")
+            server, lambda: f"Soniox-compatible server ({engine.label}) listening on {server.url}",
+            drain_seconds=args.drain_seconds)
     finally:
         await engine.aclose()
 
@@ -76,8 +91,9 @@ def main(argv: list[str] | None = None) -> None:
                      allowed_origins=args.allow_origin)
     except ValueError as exc:
         sys.exit(f"python -m soniox_widget.local: {exc}")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.metrics:
+        check_metrics_available("python -m soniox_widget.local")
+    configure_logging(args.verbose, args.log_format)
     try:
         asyncio.run(serve(args))
     except LocalEngineUnavailable as exc:

@@ -126,6 +126,12 @@ class Engine(abc.ABC):
     #: False for engines that do not really transcribe (the scripted test engine).
     transcribes: bool = True
 
+    @property
+    def queue_depth(self) -> int:
+        """Work waiting for or running on the engine's workers (a metric: above the
+        worker count for long, words come late); 0 for engines that answer at once."""
+        return 0
+
     def check_config(self, config: SonioxConfig) -> None:
         """Raise :class:`EngineError` (400) for options this engine cannot honour."""
 

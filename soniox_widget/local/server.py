@@ -26,6 +26,12 @@ Who may connect:
 The key is never stored, echoed or logged: ``websockets``' own DEBUG log of the
 handshake headers and of incoming frames goes through :class:`SecretFreeLogger`.
 
+As a service (:mod:`soniox_widget.service`): ``GET /healthz``, ``/readyz`` and, with
+``metrics=True``, ``/metrics`` are answered before any other check, without a key;
+``max_sessions`` bounds the sessions at once (more get a 429 error reply); one log line
+per session start and end; :meth:`drain` ends what is left with a 503 "restart the
+request", which the package's clients answer by resuming elsewhere.
+
 Example::
 
     async with LocalSonioxServer(engine) as server:
@@ -73,6 +79,8 @@ from ..protocol import (
     parse_client_message,
     parse_start_message,
 )
+from ..service import DRAIN_MESSAGE, EndReason, ServiceMetrics, ServiceState, SessionTicket
+from ..session.ledger import raw_frame_bytes
 from .engine import Engine, EngineError, EngineStream
 
 logger = logging.getLogger(__name__)
@@ -201,7 +209,18 @@ class SessionRecord:
     finished: bool = False
     error: tuple[int, str] | None = None
     client_went_away: bool = False
+    drained: bool = False  # ended by a drain's 503 (restart the request)
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def end_reason(self) -> EndReason:
+        if self.finished:
+            return EndReason.FINISHED
+        if self.drained:
+            return EndReason.DRAINED
+        if self.error is not None:
+            return EndReason.ERROR
+        return EndReason.CLIENT_GONE if self.client_went_away else EndReason.STOPPED
 
     @property
     def audio_sha256(self) -> str:
@@ -231,6 +250,10 @@ class LocalSonioxServer(WebSocketService):
             names and IP addresses (``"*"`` any).
         today: returns today's UTC date, to decide whether ``api_key`` in the start
             message is still accepted (tests); :func:`utc_today` by default.
+        max_sessions: sessions at once; more get a 429 error reply, and ``/readyz``
+            says not ready while at the limit (None: no limit).
+        metrics: serve Prometheus metrics at ``/metrics`` (needs prometheus-client).
+        log_format: the per-session log lines as ``"text"`` or ``"json"``.
     """
 
     def __init__(
@@ -245,8 +268,15 @@ class LocalSonioxServer(WebSocketService):
         allowed_origins: Iterable[str] = (),
         allowed_hosts: Iterable[str] = (),
         today: Callable[[], datetime.date] | None = None,
+        max_sessions: int | None = None,
+        metrics: bool = False,
+        log_format: str = "text",
     ) -> None:
-        super().__init__(host, port)
+        service_metrics = (ServiceMetrics("local", engine_queue_depth=lambda: engine.queue_depth)
+                           if metrics else None)
+        super().__init__(host, port, ServiceState("local", max_sessions=max_sessions,
+                                                  metrics=service_metrics,
+                                                  log_format=log_format))
         self.engine = engine
         self._key = APIKey(api_key) if isinstance(api_key, str) else api_key
         # Built now so that a bad origin or host fails here; the port is set on start.
@@ -257,6 +287,7 @@ class LocalSonioxServer(WebSocketService):
         self.record_audio = record_audio
         self.idle_timeout = idle_timeout
         self.sessions: list[SessionRecord] = []
+        self._open: dict[ServerConnection, SessionRecord] = {}
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
 
@@ -348,6 +379,9 @@ class LocalSonioxServer(WebSocketService):
         return today < START_MESSAGE_KEY_CUTOFF
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        health = self.service.respond(request)
+        if health is not None:
+            return health
         for name in ("Host", "Origin", "Authorization"):
             if len(request.headers.get_all(name)) > 1:
                 return connection.respond(http.HTTPStatus.BAD_REQUEST,
@@ -366,6 +400,11 @@ class LocalSonioxServer(WebSocketService):
             keys = _connection_keys(request.headers)
         except ValueError as exc:
             return connection.respond(http.HTTPStatus.BAD_REQUEST, f"{exc}\n")
+        if not self.service.accepting:
+            # A balancer retries this on another replica (HAProxy: retry-on 503).
+            self.service.refused("draining", connection.remote_address)
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                                      "this server is draining; connect to another one\n")
         if self._key is None:
             return None
         if keys.transport is None:
@@ -393,21 +432,60 @@ class LocalSonioxServer(WebSocketService):
     # -- one session -------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
+        service = self.service
+        limit = service.max_sessions
+        if (limit is not None and service.active >= limit) or not service.accepting:
+            why = "draining" if not service.accepting else f"at its limit of {limit} sessions"
+            service.refused(why, ws.remote_address)
+            # 503 while draining: the client restarts the request on another replica.
+            code, text = ((503, DRAIN_MESSAGE) if not service.accepting else
+                          (429, f"the server is {why}; try again later or another server"))
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(error_reply(code, text).dumps())
+                await ws.close()
+            return
+        ticket = service.open_session(ws.remote_address)
         record = SessionRecord(audio=bytearray() if self.record_audio else None)
         assert ws.request is not None
         record.authorized_by = _connection_keys(ws.request.headers).transport
         self.sessions.append(record)
+        self._open[ws] = record
+        try:
+            await self._session(ws, record, ticket)
+        finally:
+            del self._open[ws]
+            service.close_session(ticket, record.end_reason,
+                                  record.error[0] if record.error else None)
+
+    async def _end_for_restart(self) -> int:
+        ending = {}
+        for ws, record in list(self._open.items()):
+            if record.error is None and not record.finished:
+                record.drained = True
+                ending[ws] = asyncio.ensure_future(
+                    self._send_error(ws, record, 503, DRAIN_MESSAGE))
+        if ending:
+            # A client that stopped reading cannot hold the drain: stop() cuts it.
+            _, late = await asyncio.wait(ending.values(), timeout=self.RESTART_GRACE)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*ending.values(), return_exceptions=True)
+        return len(ending)
+
+    async def _session(self, ws: ServerConnection, record: SessionRecord,
+                       ticket: SessionTicket) -> None:
         stream: EngineStream | None = None
         pump: asyncio.Task[None] | None = None
         # Sends the 408 and closes the connection, which ends the pending recv().
         watchdog = IdleWatchdog(self.idle_timeout, lambda: self._expire(ws, record))
         watchdog.start()
         try:
-            stream = await self._open(ws, record, watchdog)
-            if stream is None:
+            opened = await self._open_stream(ws, record, watchdog)
+            if opened is None:
                 return
-            pump = asyncio.create_task(self._pump(ws, stream, record))
-            await self._receive(ws, stream, record, pump, watchdog)
+            stream, bytes_per_ms = opened
+            pump = asyncio.create_task(self._pump(ws, stream, record, ticket, bytes_per_ms))
+            await self._receive(ws, stream, record, pump, watchdog, ticket, bytes_per_ms)
             watchdog.stop()  # the client ended its stream (or the session is over)
             if not watchdog.expired:
                 await pump
@@ -445,8 +523,9 @@ class LocalSonioxServer(WebSocketService):
                        "the session was closed")
         await self._send_error(ws, record, 408, message)
 
-    async def _open(self, ws: ServerConnection, record: SessionRecord,
-                    watchdog: IdleWatchdog) -> EngineStream | None:
+    async def _open_stream(self, ws: ServerConnection, record: SessionRecord,
+                           watchdog: IdleWatchdog) -> tuple[EngineStream, float | None] | None:
+        """The engine's stream, and the audio's bytes per ms when the format tells it."""
         frame = await ws.recv()
         if watchdog.expired:
             return None
@@ -463,7 +542,11 @@ class LocalSonioxServer(WebSocketService):
             await self._send_error(ws, record, 400, f"invalid start message: {exc}")
             return None
         self.engine.check_config(config)
-        return self.engine.open_stream(config)
+        bytes_per_ms = None
+        if config.is_raw_audio:
+            bytes_per_ms = (config.sample_rate or 16000) * raw_frame_bytes(
+                config.audio_format, config.num_channels or 1) / 1000
+        return self.engine.open_stream(config), bytes_per_ms
 
     async def _authorize_start_message(self, ws: ServerConnection, record: SessionRecord,
                                        has_key: bool, presented: Any) -> bool:
@@ -490,7 +573,8 @@ class LocalSonioxServer(WebSocketService):
 
     async def _receive(self, ws: ServerConnection, stream: EngineStream,
                        record: SessionRecord, pump: asyncio.Task[None],
-                       watchdog: IdleWatchdog) -> None:
+                       watchdog: IdleWatchdog, ticket: SessionTicket,
+                       bytes_per_ms: float | None) -> None:
         """Client → engine until the client ends the stream.
 
         No task per message: when the session ends otherwise (the engine finished or
@@ -498,6 +582,7 @@ class LocalSonioxServer(WebSocketService):
         and ``recv()`` raises ``ConnectionClosed`` (after any frames already queued,
         which are dropped).
         """
+        loop = asyncio.get_running_loop()
         while True:
             frame = await ws.recv()
             if pump.done() or watchdog.expired:
@@ -507,6 +592,8 @@ class LocalSonioxServer(WebSocketService):
             if isinstance(message, AudioFrame):
                 data = message.data
                 record.audio_bytes += len(data)
+                self.service.audio(ticket, len(data), None if bytes_per_ms is None else
+                                   int(record.audio_bytes / bytes_per_ms), loop.time())
                 record.audio_frames += 1
                 record._digest.update(data)
                 if record.audio is not None:
@@ -522,13 +609,18 @@ class LocalSonioxServer(WebSocketService):
                 await stream.finalize(message.trailing_silence_ms)
 
     async def _pump(self, ws: ServerConnection, stream: EngineStream,
-                    record: SessionRecord) -> None:
+                    record: SessionRecord, ticket: SessionTicket,
+                    bytes_per_ms: float | None) -> None:
         """Engine → client; closes the connection when the session ends, either way."""
+        service, loop = self.service, asyncio.get_running_loop()
         try:
             final_ms = total_ms = 0
             async for update in stream.updates():
                 final_ms = max(final_ms, update.final_audio_proc_ms)
                 total_ms = max(total_ms, update.total_audio_proc_ms)
+                if bytes_per_ms is None:  # a container: the engine says what it heard
+                    service.heard(ticket, total_ms, loop.time())
+                service.final(ticket, final_ms, loop.time())
                 if not update.final and not update.nonfinal:
                     continue
                 reply = Reply(

@@ -145,6 +145,7 @@ class WhisperEngine(Engine):
         self._model_lock = threading.Lock()
         self.decode_seconds = 0.0  # total time spent in Whisper (for benchmarks)
         self.decodes = 0
+        self._decodes_pending = 0  # submitted to the executor, not yet done (event loop)
 
     # -- engine interface ---------------------------------------------------------
 
@@ -166,6 +167,10 @@ class WhisperEngine(Engine):
 
     def open_stream(self, config: SonioxConfig) -> EngineStream:
         return WhisperStream(self, config)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._decodes_pending
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -427,7 +432,12 @@ class WhisperStream(EngineStream):
 
     async def _step(self, loop: asyncio.AbstractEventLoop, mode: str) -> None:
         self.since_step = 0
-        update, left = await loop.run_in_executor(self.engine._executor, self._recognise, mode)
+        self.engine._decodes_pending += 1
+        try:
+            update, left = await loop.run_in_executor(self.engine._executor, self._recognise,
+                                                      mode)
+        finally:
+            self.engine._decodes_pending -= 1
         self.since_step = left  # audio after a pause, not decoded yet: due at the next step
         if update is not None:
             self._emit(update)

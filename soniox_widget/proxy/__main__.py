@@ -8,13 +8,17 @@ Bound beyond this machine (``--host 0.0.0.0``) the proxy requires an access toke
 like Jupyter: it makes one and prints the page's URL with ``?token=...`` at start-up
 (choose it with ``--token`` or SONIOX_PROXY_TOKEN). Other machines open the page by
 this machine's address, allowed with ``--allow-host ADDRESS``.
+
+As a service behind a load balancer: ``GET /healthz`` and ``/readyz`` need no token;
+``--metrics`` adds Prometheus metrics at ``/metrics``; SIGTERM drains (``--drain-seconds``);
+one log line per session (``--log-format json``). Soniox clients (the widget's kernel,
+``transcribe_file``) connect at ``/transcribe-websocket`` with the token as their key.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import logging
 import os
 import secrets
 import sys
@@ -25,6 +29,13 @@ from ..backend import choose_backend
 from ..config import SonioxConfig
 from ..errors import ConfigError, MissingAPIKeyError
 from ..local.shared import LocalEngineUnavailable
+from ..service.cli import (
+    add_service_arguments,
+    check_metrics_available,
+    configure_logging,
+    positive_int,
+    seconds,
+)
 from .server import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_FRAME_BYTES,
@@ -40,26 +51,6 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError("port must be between 0 and 65535")
     return port
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not seconds >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError("seconds must be 0 or more")
-    return seconds
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return number
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,11 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     access.add_argument("--no-token", action="store_true",
                         help="require no token even beyond loopback; only behind a gateway "
                         "that authenticates its users")
-    p.add_argument("--max-sessions", type=_positive, default=DEFAULT_MAX_SESSIONS,
+    p.add_argument("--max-sessions", type=positive_int, default=DEFAULT_MAX_SESSIONS,
                    metavar="N", help="sessions allowed at once; more clients get a 429 "
                    f"error (default {DEFAULT_MAX_SESSIONS})")
     p.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES)
-    p.add_argument("--idle-timeout", type=_seconds, default=DEFAULT_IDLE_TIMEOUT,
+    p.add_argument("--idle-timeout", type=seconds, default=DEFAULT_IDLE_TIMEOUT,
                    metavar="SECONDS",
                    help="close a client that sends no audio and no keepalive for this long, "
                    f"with a 408 error (default {DEFAULT_IDLE_TIMEOUT:g}; 0 never closes it)")
@@ -105,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--enable-endpoint-detection", action="store_true")
     p.add_argument("--enable-speaker-diarization", action="store_true")
     p.add_argument("--enable-language-identification", action="store_true")
+    add_service_arguments(p, max_sessions=False)
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -127,7 +119,8 @@ def build(args: argparse.Namespace) -> ProxyServer:
                        token=_token(args), require_token=not args.no_token,
                        max_sessions=args.max_sessions, max_frame_bytes=args.max_frame_bytes,
                        idle_timeout=args.idle_timeout or None,
-                       compression=None if args.compression == "none" else args.compression)
+                       compression=None if args.compression == "none" else args.compression,
+                       metrics=args.metrics, log_format=args.log_format)
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -154,8 +147,9 @@ def banner(server: ProxyServer) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose, args.log_format)
+    if args.metrics:
+        check_metrics_available("soniox-proxy")
     if args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         sys.exit("soniox-proxy: --loop uvloop needs uvloop (pip install uvloop)")
     try:
@@ -163,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     except (MissingAPIKeyError, LocalEngineUnavailable, ConfigError, ValueError) as exc:
         sys.exit(f"soniox-proxy: {exc}")
     try:
-        run_main(serve_until_signal(server, lambda: banner(server)), args.loop)
+        run_main(serve_until_signal(server, lambda: banner(server),
+                                    drain_seconds=args.drain_seconds), args.loop)
     except (MissingAPIKeyError, LocalEngineUnavailable, ConfigError) as exc:
         sys.exit(f"soniox-proxy: {exc}")
     except OSError as exc:

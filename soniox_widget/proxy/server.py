@@ -32,6 +32,21 @@ decides who may open one, before any session starts:
 * at most ``max_sessions`` sessions run at once; a client over the limit gets a
   429 error reply and a close, and no upstream session;
 * frame sizes are capped, and silent clients are closed.
+
+Two ways in for a WebSocket client:
+
+* ``/`` and ``/ws``: the "proxy stream" protocol above; the proxy's own options
+  (``config``) are every session's start message.
+* ``/transcribe-websocket``: the Soniox protocol itself: the client's first frame is its
+  start message (its ``api_key``, if any, is dropped: the proxy's key is used), then
+  the same frames as above. The package's own clients (the widget's kernel,
+  ``transcribe_file``) then use the proxy by ``SONIOX_WS_URL`` with the proxy's token as
+  their key (``Authorization: Bearer``), and resume on another replica after a drop or
+  a 503, as they do with Soniox.
+
+As a service (:mod:`soniox_widget.service`): ``GET /healthz``, ``/readyz`` and, with
+``metrics=True``, ``/metrics`` are answered before any check, without a token; one log
+line per session; :meth:`drain` ends what is left with a 503 "restart the request".
 """
 
 from __future__ import annotations
@@ -55,14 +70,18 @@ from ..backend import Backend
 from ..config import SonioxConfig
 from ..errors import ConfigError, SonioxError, SonioxWidgetError
 from ..protocol import (
+    WS_PATH,
     AudioFrame,
     EndOfStream,
     FinalizeRequest,
     ProtocolError,
     Reply,
     parse_client_message,
+    parse_start_message,
 )
 from ..redaction import register_secret
+from ..service import DRAIN_MESSAGE, EndReason, ServiceMetrics, ServiceState, SessionTicket
+from ..session import SessionState
 from ..transport import ServerConnection
 from ..upstream import UpstreamSession
 
@@ -79,7 +98,7 @@ TOKEN_ENV_VAR = "SONIOX_PROXY_TOKEN"
 # URL-unreserved characters only: the token then reads the same in a URL, a header
 # and a cookie, with no escaping anywhere.
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
-WS_PATHS = ("/", "/ws")
+WS_PATHS = ("/", "/ws", WS_PATH)
 _PAGE_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
@@ -125,6 +144,8 @@ class ProxyServer(WebSocketService):
             it upstream; ``None`` (the default) relays uncompressed frames both ways:
             audio does not compress and replies are small, and deflate cost the proxy
             about a fifth more CPU per message in ``benchmarks/bench_proxy.py``.
+        metrics: serve Prometheus metrics at ``/metrics`` (needs prometheus-client).
+        log_format: the per-session log lines as ``"text"`` or ``"json"``.
 
     Example::
 
@@ -149,8 +170,14 @@ class ProxyServer(WebSocketService):
         finish_timeout: float = 30.0,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         compression: str | None = None,
+        metrics: bool = False,
+        log_format: str = "text",
     ) -> None:
-        super().__init__(host, port)
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be 1 or more")
+        super().__init__(host, port, ServiceState(
+            "proxy", max_sessions=max_sessions,
+            metrics=ServiceMetrics("proxy") if metrics else None, log_format=log_format))
         self.backend = backend
         self.config = config or SonioxConfig()
         # Built now so that a bad name fails before listening; start() sets the port.
@@ -158,8 +185,6 @@ class ProxyServer(WebSocketService):
                                    allowed_hosts=tuple(allowed_hosts),
                                    allowed_origins=tuple(allowed_origins))
         self._token = _checked_token(token, host, require_token)
-        if max_sessions < 1:
-            raise ValueError("max_sessions must be 1 or more")
         self.max_sessions = max_sessions
         self.max_frame_bytes = max_frame_bytes
         self.finish_timeout = finish_timeout
@@ -170,7 +195,13 @@ class ProxyServer(WebSocketService):
             raise ValueError('compression must be None or "deflate"')
         self.compression = compression
         self.sessions_started = 0
-        self.open_sessions = 0  # running now; never more than max_sessions
+        # The client connections of running sessions, for the end of a drain.
+        self._live: dict[ServerConnection, _Outcome] = {}
+
+    @property
+    def open_sessions(self) -> int:
+        """Sessions running now; never more than ``max_sessions``."""
+        return self.service.active
 
     @property
     def token_required(self) -> bool:
@@ -233,8 +264,12 @@ class ProxyServer(WebSocketService):
                          ) -> Response | None:
         """Every request passes here first: page files and WebSocket upgrades alike.
 
-        Refusals (400, 421, 403, 401) happen before any session exists.
+        Refusals (400, 421, 403, 401) happen before any session exists; health checks
+        are answered before any of them.
         """
+        health = self.service.respond(request)
+        if health is not None:
+            return health
         headers = request.headers
         if len(headers.get_all("Host")) != 1 or len(headers.get_all("Origin")) > 1:
             return connection.respond(http.HTTPStatus.BAD_REQUEST,
@@ -261,6 +296,11 @@ class ProxyServer(WebSocketService):
             return self._page(connection, path, set_cookie=carried_by in ("query", "header"))
         if path not in WS_PATHS:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "no WebSocket endpoint here\n")
+        if not self.service.accepting:
+            # A balancer retries this on another replica (HAProxy: retry-on 503).
+            self.service.refused("draining", connection.remote_address)
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                                      "this proxy is draining; connect to another one\n")
         return None
 
     def _token_carrier(self, request: Request) -> str | None:
@@ -271,9 +311,12 @@ class ProxyServer(WebSocketService):
         query = parse_qs(urlsplit(request.path).query).get("token", [])
         if any(self._is_token(value) for value in query):
             return "query"
+        # Bearer only on the Soniox path, where a Soniox client (SONIOX_WS_URL) sends the
+        # token as its API key; everywhere else the scheme is Token, as before.
+        schemes = ("token", "bearer") if urlsplit(request.path).path == WS_PATH else ("token",)
         for value in request.headers.get_all("Authorization"):
             scheme, _, credential = value.strip().partition(" ")
-            if scheme.lower() == "token" and self._is_token(credential.strip()):
+            if scheme.lower() in schemes and self._is_token(credential.strip()):
                 return "header"
         for value in request.headers.get_all("Cookie"):
             for pair in value.split(";"):
@@ -311,34 +354,102 @@ class ProxyServer(WebSocketService):
 
     async def _handle(self, ws: ServerConnection) -> None:
         # Counted before the first await, so no two clients can both take the last place.
-        if self.open_sessions >= self.max_sessions:
-            logger.warning("refused a client: %d sessions are open, the limit",
-                           self.max_sessions)
-            _send_error(ws, 429, f"the proxy is at its limit of {self.max_sessions} "
-                        "concurrent sessions; try again later")
+        service = self.service
+        if self.open_sessions >= self.max_sessions or not service.accepting:
+            if not service.accepting:  # raced the drain: restart the request elsewhere
+                service.refused("draining", ws.remote_address)
+                _send_error(ws, 503, DRAIN_MESSAGE)
+            else:
+                logger.warning("refused a client: %d sessions are open, the limit",
+                               self.max_sessions)
+                service.refused("max_sessions", ws.remote_address)
+                _send_error(ws, 429, f"the proxy is at its limit of {self.max_sessions} "
+                            "concurrent sessions; try again later")
             await ws.wait_closed()
             return
-        self.open_sessions += 1
+        ticket = service.open_session(ws.remote_address)
+        outcome = self._live[ws] = _Outcome()
         try:
-            await self._session(ws)
+            await self._session(ws, ticket, outcome)
         finally:
-            self.open_sessions -= 1
+            del self._live[ws]
+            service.close_session(ticket, outcome.reason, outcome.error_code)
 
-    async def _session(self, ws: ServerConnection) -> None:
+    async def _end_for_restart(self) -> int:
+        live = list(self._live.items())
+        for ws, outcome in live:
+            outcome.drained = True
+            _send_error(ws, 503, DRAIN_MESSAGE)  # the session's wait ends on the close
+        return len(live)
+
+    async def _start_message(self, ws: ServerConnection
+                             ) -> tuple[SonioxConfig | None, list[str | bytes], int | None]:
+        """On the Soniox path, the client's start message as a config, and any frames
+        that came after it meanwhile; else None and the error code it was answered
+        with (None: the client went away)."""
+        frames: list[str | bytes] = []
+        arrived = asyncio.Event()
+
+        def take(frame: str | bytes) -> None:
+            frames.append(frame)
+            arrived.set()
+
+        ws.on_message = take
+        waiter = asyncio.ensure_future(arrived.wait())
+        try:
+            await asyncio.wait({waiter, ws.closed}, timeout=self.idle_timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ws.on_message = None
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+        if not frames:
+            if ws.closed.done():
+                return None, frames, None
+            _send_error(ws, 408, "no start message received; send the JSON "
+                        "configuration first")
+            return None, frames, 408
+        try:
+            message = dict(parse_start_message(frames[0]).config)
+            message.pop("api_key", None)  # the proxy's key is used, never the client's
+            return SonioxConfig.from_start_message(message), frames[1:], None
+        except (ProtocolError, ConfigError) as exc:
+            _send_error(ws, 400, f"invalid start message: {exc}")
+            return None, frames, 400
+
+    async def _session(self, ws: ServerConnection, ticket: SessionTicket,
+                       outcome: _Outcome) -> None:
         """One client's session: frames come in by callback (:class:`_ClientFrames`),
         replies go out from the upstream's reading (``on_text``); this task only waits
         for either side to end, then reports and closes."""
         self.sessions_started += 1
+        config, early = self.config, []
+        assert ws.request is not None
+        if urlsplit(ws.request.path).path == WS_PATH:
+            start, early, code = await self._start_message(ws)
+            if start is None:
+                outcome.ended(EndReason.CLIENT_GONE if code is None else EndReason.ERROR,
+                              code)
+                await ws.wait_closed()
+                return
+            config = start
+        service = self.service
+
+        def on_state(state: SessionState) -> None:
+            if state is SessionState.RECONNECTING:
+                service.reconnected(ticket)
+
         try:
             # The backend as chosen once for the proxy: for the local engine its
             # server starts on the first connect, off the event loop.
             session = UpstreamSession(
-                self.config,
+                config,
                 backend=self.backend,
                 finish_timeout=self.finish_timeout,
                 # Replies go to the client as the server sent them (key masked),
                 # from the code that reads them: no parsing, encoding or hand-over.
-                on_text=_relay_to(ws),
+                on_text=_relay_to(ws, service, ticket),
+                on_state=on_state,
                 compression=self.compression,
                 # The upstream takes audio slowly: stop reading the client meanwhile
                 # (``frames`` exists before the session starts, so before this runs).
@@ -346,10 +457,11 @@ class ProxyServer(WebSocketService):
             )
         except SonioxWidgetError as exc:  # the proxy's own setup, not the client's fault
             logger.error("cannot open an upstream session: %s", exc)
+            outcome.ended(EndReason.ERROR, 500)
             _send_error(ws, 500, str(exc))
             await ws.wait_closed()
             return
-        frames = _ClientFrames(ws, session, self.max_frame_bytes)
+        frames = _ClientFrames(ws, session, self.max_frame_bytes, ticket)
         # Sends the 408 and closes the connection, which ends the wait below.
         frames.watchdog = IdleWatchdog(self.idle_timeout, frames.idle)
         finished = asyncio.ensure_future(session.wait_finished())
@@ -357,24 +469,36 @@ class ProxyServer(WebSocketService):
             # The client reads slowly: stop reading the upstream meanwhile.
             ws.on_pause_writing = session.pause_reading
             ws.on_resume_writing = session.resume_reading
-            ws.on_message = frames.on_message
             frames.watchdog.start()
             session.start()
+            for frame in early:  # sent right after the start message, before this ran
+                frames.on_message(frame)
+            ws.on_message = frames.on_message
             await asyncio.wait({finished, ws.closed}, return_when=asyncio.FIRST_COMPLETED)
             if finished.done():
                 exc = finished.exception()
                 if isinstance(exc, SonioxError):
+                    outcome.ended(EndReason.ERROR, exc.error_code)
                     _send_error(ws, exc.error_code, str(exc))
                 elif exc is not None:
+                    outcome.ended(EndReason.ERROR, 500)
                     logger.error("proxy relay crashed", exc_info=exc)
                     _send_error(ws, 500, "internal error in the proxy")
                 else:
+                    outcome.ended(EndReason.FINISHED)
                     ws.close()
+            elif outcome.drained:
+                outcome.ended(EndReason.DRAINED)
             elif self._server is None:  # stop(): this side closed the client (1001)
+                outcome.ended(EndReason.STOPPED)
                 logger.info("the proxy is stopping: closed a client's session before it "
                             "finished")
-            elif not frames.done:
-                logger.info("proxy client went away before the session finished")
+            elif frames.error_code is not None:
+                outcome.ended(EndReason.ERROR, frames.error_code)
+            else:
+                outcome.ended(EndReason.CLIENT_GONE)
+                if not frames.done:
+                    logger.info("proxy client went away before the session finished")
         finally:
             ws.on_message = ws.on_pause_writing = ws.on_resume_writing = None
             await frames.watchdog.aclose()
@@ -384,6 +508,19 @@ class ProxyServer(WebSocketService):
             await session.aclose()
             ws.close()
             await ws.wait_closed()
+
+
+class _Outcome:
+    """How a proxy session ended, for its log line and metrics."""
+
+    def __init__(self) -> None:
+        self.reason = EndReason.STOPPED
+        self.error_code: int | None = None
+        self.drained = False  # ended by the drain's 503
+
+    def ended(self, reason: EndReason, error_code: int | None = None) -> None:
+        self.reason = reason
+        self.error_code = error_code if reason is EndReason.ERROR else None
 
 
 class _ClientFrames:
@@ -396,12 +533,14 @@ class _ClientFrames:
     """
 
     def __init__(self, ws: ServerConnection, session: UpstreamSession,
-                 max_frame_bytes: int) -> None:
+                 max_frame_bytes: int, ticket: SessionTicket) -> None:
         self.ws = ws
         self.session = session
         self.max_frame_bytes = max_frame_bytes
+        self.ticket = ticket
         self.watchdog: IdleWatchdog
         self.done = False  # no more frames are taken from the client
+        self.error_code: int | None = None  # the error this side sent the client
 
     def on_message(self, frame: str | bytes) -> None:
         if self.done:
@@ -412,6 +551,7 @@ class _ClientFrames:
             return
         self.watchdog.touch()  # a keepalive needs nothing more than this
         if type(frame) is bytes and 0 < len(frame) <= self.max_frame_bytes:
+            self.ticket.audio_bytes += len(frame)
             try:
                 session.send_audio(frame)
             except SonioxError:
@@ -421,12 +561,14 @@ class _ClientFrames:
             self._control(frame)
         except _ClientError as exc:
             self._stop()
+            self.error_code = 400
             _send_error(self.ws, 400, str(exc))
         except SonioxError:
             self._stop()
         except Exception:
             self._stop()
             logger.exception("proxy session crashed")
+            self.error_code = 500
             _send_error(self.ws, 500, "internal error in the proxy")
 
     def _control(self, frame: str | bytes) -> None:
@@ -442,6 +584,7 @@ class _ClientFrames:
                         f"{self.max_frame_bytes}-byte limit; send smaller chunks "
                         "(e.g. MediaRecorder.start(120))"
                     )
+                self.ticket.audio_bytes += len(message.data)
                 self.session.send_audio(message.data)
             elif isinstance(message, FinalizeRequest):
                 self.session.finalize(message.trailing_silence_ms)
@@ -470,6 +613,7 @@ class _ClientFrames:
 
     async def idle(self) -> None:
         self.done = True
+        self.error_code = 408
         _send_error(self.ws, 408, f"no audio or keepalive from the client for "
                     f"{self.watchdog.timeout:g} s; the session was closed")
 
@@ -500,13 +644,37 @@ def _checked_token(token: str | None, host: str, require_token: bool) -> str | N
     return None
 
 
-def _relay_to(ws: ServerConnection) -> Callable[[str], None]:
+_PROGRESS_NUMBER = re.compile(r"\s*:\s*(\d+)")
+
+
+def _progress(text: str, key: str) -> int | None:
+    """``final_audio_proc_ms`` or ``total_audio_proc_ms`` of a reply, without parsing
+    it all (the fields come last; the proxy relays replies as they came)."""
+    at = text.rfind(key)
+    if at < 0:
+        return None
+    number = _PROGRESS_NUMBER.match(text, at + len(key))
+    return int(number.group(1)) if number else None
+
+
+def _relay_to(ws: ServerConnection, service: ServiceState,
+              ticket: SessionTicket) -> Callable[[str], None]:
     """The ``on_text`` of a client's session: each reply goes straight to the client
     (written from the upstream's ``data_received``; flow control is the session's
-    ``pause_reading``, driven by the client connection's write buffer)."""
+    ``pause_reading``, driven by the client connection's write buffer). How far the
+    audio was heard and made final is read for the metrics and the session's log line."""
+    loop = asyncio.get_running_loop()
+
     def relay_text(text: str) -> None:
         if ws.open:  # else the client went away: its session is being closed
             ws.send_text(text)
+        total = _progress(text, '"total_audio_proc_ms"')
+        if total is not None:
+            now = loop.time()
+            service.heard(ticket, total, now)
+            final = _progress(text, '"final_audio_proc_ms"')
+            if final is not None:
+                service.final(ticket, final, now)
     return relay_text
 
 
