@@ -77,6 +77,11 @@ class Backend:
     label: str
     is_local: bool
 
+    def __post_init__(self) -> None:
+        # A key given as text becomes the one object that holds it (validated, masked).
+        if isinstance(self.api_key, str):
+            object.__setattr__(self, "api_key", APIKey(self.api_key))
+
     @property
     def paces_realtime(self) -> bool:
         """Soniox wants audio at about real-time pace (long bursts may be cut off); the

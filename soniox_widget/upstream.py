@@ -47,7 +47,14 @@ from ._deadline import DeadlineTimer
 from .auth import APIKey
 from .backend import Backend, choose_backend
 from .config import SonioxConfig
-from .errors import ConfigError, ConnectError, HandshakeError, SessionClosedError, SonioxError
+from .errors import (
+    ConfigError,
+    ConnectError,
+    HandshakeError,
+    ProtocolViolationError,
+    SessionClosedError,
+    SonioxError,
+)
 from .protocol import Reply
 from .session.core import (
     Action,
@@ -475,6 +482,12 @@ class UpstreamSession:
         except asyncio.CancelledError:
             self._conn_tasks.pop(conn, None)
             raise
+        except Exception as exc:  # a bug, not the network: fail now, never hang
+            logger.exception("opening the connection to %s failed", self.backend.label)
+            self._conn_tasks.pop(conn, None)
+            self._handle(self._core.connect_failed(conn, ProtocolViolationError(
+                f"internal error while connecting: {type(exc).__name__}: {exc}"), self._now()))
+            return
         self._sockets[conn] = ws
         ws.on_message = self._reader(conn)
         if self._on_send_paused is not None:

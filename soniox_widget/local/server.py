@@ -254,6 +254,8 @@ class LocalSonioxServer(WebSocketService):
             says not ready while at the limit (None: no limit).
         metrics: serve Prometheus metrics at ``/metrics`` (needs prometheus-client).
         log_format: the per-session log lines as ``"text"`` or ``"json"``.
+        keep_sessions: how many of the latest sessions :attr:`sessions` keeps; older
+            records are let go, so a long-lived engine's memory stays flat.
     """
 
     def __init__(
@@ -271,6 +273,7 @@ class LocalSonioxServer(WebSocketService):
         max_sessions: int | None = None,
         metrics: bool = False,
         log_format: str = "text",
+        keep_sessions: int = 1000,
     ) -> None:
         service_metrics = (ServiceMetrics("local", engine_queue_depth=lambda: engine.queue_depth)
                            if metrics else None)
@@ -286,7 +289,9 @@ class LocalSonioxServer(WebSocketService):
         self._today = today
         self.record_audio = record_audio
         self.idle_timeout = idle_timeout
+        #: The latest sessions' records (at most ``keep_sessions``), oldest first.
         self.sessions: list[SessionRecord] = []
+        self.keep_sessions = keep_sessions
         self._open: dict[ServerConnection, SessionRecord] = {}
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
@@ -449,6 +454,8 @@ class LocalSonioxServer(WebSocketService):
         assert ws.request is not None
         record.authorized_by = _connection_keys(ws.request.headers).transport
         self.sessions.append(record)
+        if len(self.sessions) > self.keep_sessions:
+            del self.sessions[: len(self.sessions) - self.keep_sessions]
         self._open[ws] = record
         try:
             await self._session(ws, record, ticket)

@@ -53,3 +53,44 @@ def test_a_key_over_plain_ws_to_another_machine_is_warned_about(caplog):
     for host in ("127.0.0.1", "localhost", "[::1]"):
         choose_backend(url=f"ws://{host}:9/transcribe-websocket", api_key="k-123")
     assert "without TLS" not in caplog.text
+
+
+async def test_a_backend_given_its_key_as_text_connects_or_fails_never_hangs():
+    """Found while testing the services: a Backend built with a str key made the
+    session's connection task crash and the session wait forever."""
+    import asyncio
+
+    from soniox_widget import UpstreamSession
+    from soniox_widget.auth import APIKey
+    from soniox_widget.backend import Backend
+    from soniox_widget.local import LocalSonioxServer, ScriptedEngine
+
+    async with LocalSonioxServer(ScriptedEngine(bytes_per_word=100),
+                                 api_key="k-123456789") as server:
+        backend = Backend(fixed_url=server.url, api_key="k-123456789",  # type: ignore[arg-type]
+                          label="test", is_local=False)
+        assert isinstance(backend.api_key, APIKey)
+        async with UpstreamSession(backend=backend) as session:
+            session.send_audio(bytes(range(256)) * 4)
+            session.end()
+            replies = await asyncio.wait_for(_all(session), 10)
+    assert replies[-1].finished
+
+
+async def _all(session):
+    return [r async for r in session.replies()]
+
+
+async def test_local_server_keeps_only_the_latest_session_records():
+    from soniox_widget import UpstreamSession
+    from soniox_widget.local import LocalSonioxServer, ScriptedEngine
+
+    async with LocalSonioxServer(ScriptedEngine(bytes_per_word=100), record_audio=True,
+                                 keep_sessions=3) as server:
+        for i in range(5):
+            async with UpstreamSession(url=server.url) as session:
+                session.send_audio(bytes([i]) * 300)
+                session.end()
+                await _all(session)
+        # The two oldest were let go; the latest three are there, in order.
+        assert [bytes(s.audio)[:1] for s in server.sessions] == [b"\x02", b"\x03", b"\x04"]
