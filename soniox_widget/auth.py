@@ -71,6 +71,68 @@ class APIKey:
         raise TypeError("APIKey cannot be pickled")
 
 
+
+class KeyRing:
+    """Several keys, one per user, for a shared server (a hub's engine service): each
+    user's kernel gets its own key, so one can be revoked (remove its line, then a
+    rolling restart: sessions drain to the other replicas) and every session's log line
+    names its user. The keys are held as :class:`APIKey` objects (masked everywhere).
+    """
+
+    __slots__ = ("_users",)
+
+    def __init__(self, keys: dict[str, str | APIKey]) -> None:
+        if not keys:
+            raise ValueError("a key ring needs at least one user and key")
+        users: dict[str, APIKey] = {}
+        for user, key in keys.items():
+            if not isinstance(user, str) or not user or any(c.isspace() for c in user):
+                raise ValueError(f"user names are words without spaces, got {user!r}")
+            users[user] = key if isinstance(key, APIKey) else APIKey(key)
+        self._users = users
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> KeyRing:
+        """Read ``user key`` lines (blank lines and ``#`` comments are skipped)."""
+        keys: dict[str, str] = {}
+        text = Path(path).read_text("utf-8")
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise ValueError(f"{path}, line {number}: expected 'user key' (two words)")
+            user, key = parts
+            if user in keys:
+                raise ValueError(f"{path}, line {number}: user {user!r} is listed twice")
+            keys[user] = key
+        if not keys:
+            raise ValueError(f"{path} lists no 'user key' line")
+        return cls(keys)
+
+    def user_of(self, presented: str | None) -> str | None:
+        """The user whose key ``presented`` is (every key is compared, in constant time
+        each, so the time taken does not tell which user came close)."""
+        found = None
+        for user, key in self._users.items():
+            if key.matches(presented):
+                found = user
+        return found
+
+    def matches(self, presented: str | None) -> bool:
+        return self.user_of(presented) is not None
+
+    @property
+    def users(self) -> list[str]:
+        return list(self._users)
+
+    def __repr__(self) -> str:
+        return f"KeyRing({len(self._users)} users)"
+
+    def __reduce__(self):  # never pickled into a file or sent to another process
+        raise TypeError("KeyRing cannot be pickled")
+
 def find_api_key(api_key: str | APIKey | None = None, *, dotenv_path: str | Path | None = None
                  ) -> APIKey | None:
     """The key from the argument, else ``SONIOX_API_KEY``, else a ``.env`` file, else

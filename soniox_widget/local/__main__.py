@@ -26,6 +26,7 @@ import sys
 
 from .._serving import serve_until_signal
 from ..access import AccessPolicy
+from ..auth import KeyRing
 from ..service.cli import add_service_arguments, check_metrics_available, configure_logging
 from .server import LocalSonioxServer
 from .shared import LocalEngineUnavailable, default_engine
@@ -40,6 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="port (default: PORT, else a free port)")
     parser.add_argument("--require-key", metavar="KEY_ENV", default=None,
                         help="require clients to send the key stored in this env variable")
+    parser.add_argument("--keys-file", metavar="PATH", default=None,
+                        help="require each client to send its user's key: a file of "
+                        "'user key' lines (one key per user, e.g. per JupyterHub user; the "
+                        "session log names the user)")
     parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                         help="also accept browser connections from this origin, e.g. "
                         "https://app.example (repeatable; '*' any; default: none, only "
@@ -69,9 +74,16 @@ async def serve(args: argparse.Namespace) -> None:
                                 ms_per_word=args.ms_per_word)
     else:
         engine = default_engine()
-    key = os.environ.get(args.require_key) if args.require_key else None
+    key: str | KeyRing | None = os.environ.get(args.require_key) if args.require_key else None
     if args.require_key and not key:
         raise SystemExit(f"--require-key {args.require_key}: that variable is not set")
+    if args.keys_file:
+        if key is not None:
+            raise SystemExit("use --require-key or --keys-file, not both")
+        try:
+            key = KeyRing.from_file(args.keys_file)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--keys-file: {exc}") from None
     server = LocalSonioxServer(engine, host=args.host, port=args.port, api_key=key,
                                allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
                                max_sessions=args.max_sessions, metrics=args.metrics,

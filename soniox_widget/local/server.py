@@ -64,7 +64,7 @@ from websockets.typing import Subprotocol
 
 from .._serving import IdleWatchdog, WebSocketService
 from ..access import AccessPolicy
-from ..auth import APIKey
+from ..auth import APIKey, KeyRing
 from ..config import SonioxConfig
 from ..errors import ConfigError
 from ..protocol import (
@@ -199,6 +199,7 @@ class SessionRecord:
 
     start_message: dict[str, Any] | None = None
     authorized_by: KeyTransport | None = None
+    user: str | None = None  # whose key it was, with a KeyRing
     audio_bytes: int = 0
     audio_frames: int = 0
     audio: bytearray | None = None
@@ -239,7 +240,8 @@ class LocalSonioxServer(WebSocketService):
         host: interface to bind; 127.0.0.1 by default (never expose it by accident).
         port: 0 picks a free port.
         api_key: when set, connections must present it, as Soniox takes it (see the
-            module docstring).
+            module docstring); a :class:`~soniox_widget.auth.KeyRing` gives each user
+            a key of their own (and names the user in the session's log line).
         record_audio: keep each session's audio bytes in :attr:`sessions` (tests).
         idle_timeout: seconds without audio or keepalive (or, at first, without the
             start message) before a 408 error; ``None`` never times out.
@@ -264,7 +266,7 @@ class LocalSonioxServer(WebSocketService):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        api_key: str | APIKey | None = None,
+        api_key: str | APIKey | KeyRing | None = None,
         record_audio: bool = False,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         allowed_origins: Iterable[str] = (),
@@ -452,7 +454,9 @@ class LocalSonioxServer(WebSocketService):
         ticket = service.open_session(ws.remote_address)
         record = SessionRecord(audio=bytearray() if self.record_audio else None)
         assert ws.request is not None
-        record.authorized_by = _connection_keys(ws.request.headers).transport
+        keys = _connection_keys(ws.request.headers)
+        record.authorized_by = keys.transport
+        record.user = self._user_of(keys.header or keys.subprotocol)
         self.sessions.append(record)
         if len(self.sessions) > self.keep_sessions:
             del self.sessions[: len(self.sessions) - self.keep_sessions]
@@ -461,6 +465,7 @@ class LocalSonioxServer(WebSocketService):
             await self._session(ws, record, ticket)
         finally:
             del self._open[ws]
+            ticket.user = record.user
             service.close_session(ticket, record.end_reason,
                                   record.error[0] if record.error else None)
 
@@ -555,6 +560,9 @@ class LocalSonioxServer(WebSocketService):
                 config.audio_format, config.num_channels or 1) / 1000
         return self.engine.open_stream(config), bytes_per_ms
 
+    def _user_of(self, key: str | None) -> str | None:
+        return self._key.user_of(key) if isinstance(self._key, KeyRing) else None
+
     async def _authorize_start_message(self, ws: ServerConnection, record: SessionRecord,
                                        has_key: bool, presented: Any) -> bool:
         """Take or refuse ``api_key`` from the start message; False if the session ends."""
@@ -573,6 +581,8 @@ class LocalSonioxServer(WebSocketService):
                 return False
             if record.authorized_by is None:
                 record.authorized_by = "start_message"
+                record.user = self._user_of(presented.strip() if isinstance(presented, str)
+                                            else None)
         elif self._key is not None and record.authorized_by is None:
             await self._send_error(ws, record, 401, f"missing or invalid API key; {_SEND_THE_KEY}")
             return False

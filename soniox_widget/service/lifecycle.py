@@ -97,6 +97,7 @@ class SessionTicket:
     audio_bytes: int = 0
     audio_ms: int = 0
     reconnects: int = 0
+    user: str | None = None  # whose key opened it (a server with one key per user)
     latency: FinalLatency = field(default_factory=FinalLatency, repr=False)
     closed: bool = False
 
@@ -223,6 +224,8 @@ class ServiceState:
             "audio_s": round(ticket.audio_ms / 1000, 3),
             "reason": reason.value,
         }
+        if ticket.user is not None:
+            fields["user"] = ticket.user
         if error_code is not None:
             fields["error_code"] = error_code
         if self.metrics is not None and self.metrics.reconnects is not None:

@@ -4,7 +4,7 @@ Real parts, all on 127.0.0.1: the ``jupyterhub`` package with its own proxy
 (configurable-http-proxy from npm, installed by ``scripts/setup.sh --test``), the local
 process spawner, the dummy authenticator, and the offline engine as a hub-managed
 service (``c.JupyterHub.services``) that every user's kernel reaches through
-``SONIOX_WS_URL`` with the shared engine key, as the README's "A shared engine on
+``SONIOX_WS_URL`` with a key of its own (``--keys-file``), as the README's "A shared engine on
 JupyterHub" shows. Each user logs in with headless Chromium and a fake microphone, runs
 the recorder cell in JupyterLab, and both record at the same time.
 """
@@ -27,11 +27,19 @@ from tests.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 PROXY = ROOT / ".cache" / "hub-node" / "node_modules" / ".bin" / "configurable-http-proxy"
-ENGINE_KEY = "shared-engine-key-for-the-hub-test"
+KEYS_SECRET = "the-hub-test-secret-that-derives-every-users-key"
 USERS = ("ada", "grace")
 
 CONFIG = """\
+import hashlib, hmac
 c = get_config()  # noqa
+
+# One engine key per user, derived from a secret the hub keeps (the README's recipe).
+def speech_key(user):
+    return "sk-" + hmac.new({secret!r}.encode(), user.encode(), hashlib.sha256).hexdigest()
+
+with open("{workdir}/speech-keys", "w") as keys:
+    keys.writelines(f"{{u}} {{speech_key(u)}}\\n" for u in {users!r})
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {port}
 c.JupyterHub.hub_ip = "127.0.0.1"
@@ -53,12 +61,12 @@ c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
 c.JupyterHub.services = [{{
     "name": "speech-engine",
     "command": [{python!r}, "-m", "soniox_widget.local", "--port", "{engine_port}",
-                "--require-key", "ENGINE_KEY", "--metrics", "--log-format", "json"],
-    "environment": {{"ENGINE_KEY": {key!r}, "HF_HUB_OFFLINE": "1"}},
+                "--keys-file", "{workdir}/speech-keys", "--metrics", "--log-format", "json"],
+    "environment": {{"HF_HUB_OFFLINE": "1"}},
 }}]
 c.Spawner.environment = {{
     "SONIOX_WS_URL": "ws://127.0.0.1:{engine_port}/transcribe-websocket",
-    "SONIOX_API_KEY": {key!r},
+    "SONIOX_API_KEY": lambda spawner: speech_key(spawner.user.name),
 }}
 """
 
@@ -100,7 +108,7 @@ def hub(tmp_path):
     config.write_text(CONFIG.format(
         port=port, hub_port=free_port(), api_port=free_port(), proxy=str(PROXY),
         home=str(home), workdir=tmp_path, python=sys.executable, engine_port=engine_port,
-        key=ENGINE_KEY))
+        secret=KEYS_SECRET, users=list(USERS)))
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / "jupyterhub.log"
     env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
@@ -176,6 +184,10 @@ def test_two_hub_users_record_at_once_on_one_shared_engine(hub, speech_wav, tmp_
 
     assert "soniox_sessions_active 2.0" in during  # both at once, on the one engine
     assert 'soniox_sessions_total{reason="finished"} 2.0' in after
+    # Each with a key of their own: the engine's session log names both users.
+    ends = [json.loads(line[line.index("{"):]) for line in _log.read_text().splitlines()
+            if '"session_end"' in line]
+    assert sorted(e.get("user") for e in ends) == sorted(USERS), ends
     for text, result in zip(shown, results, strict=True):
         assert result["error"] == ""
         assert result["final_text"].strip() == text

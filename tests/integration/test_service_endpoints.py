@@ -247,3 +247,43 @@ async def test_session_log_lines_never_carry_the_key(caplog, no_task_leaks):
     assert [json.loads(line)["event"] for line in lines] == ["session_start", "session_end"]
     assert KEY not in caplog.text
     await no_task_leaks()
+
+
+async def test_each_user_has_a_key_of_their_own(tmp_path, caplog, no_task_leaks):
+    """A shared engine for a hub: one key per user (--keys-file); a revoked or unknown
+    key is refused, and each session's log line names its user, never the key."""
+    from soniox_widget import SonioxError
+    from soniox_widget.auth import KeyRing
+
+    keys = tmp_path / "keys"
+    keys.write_text("# user key\nada sk-ada-0123456789abcdef\n\n"
+                    "bob sk-bob-0123456789abcdef\n")
+    ring = KeyRing.from_file(keys)
+    assert ring.users == ["ada", "bob"] and "sk-" not in repr(ring)
+    caplog.set_level(logging.INFO, logger="soniox_widget.sessions")
+    async with LocalSonioxServer(scripted(), api_key=ring, log_format="json") as server:
+        for key in ("sk-ada-0123456789abcdef", "sk-bob-0123456789abcdef"):
+            t = await run_session(server.url, pcm_audio(5), api_key=key)
+            assert t.final_text
+        with pytest.raises(SonioxError) as info:
+            await run_session(server.url, pcm_audio(5), api_key="sk-eve-0123456789abcdef")
+        assert info.value.error_code == 401
+    ends = [json.loads(r.getMessage()) for r in caplog.records
+            if r.name == "soniox_widget.sessions" and "session_end" in r.getMessage()]
+    assert [e.get("user") for e in ends] == ["ada", "bob"]
+    assert "0123456789abcdef" not in caplog.text
+    await no_task_leaks()
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("ada\n", "expected 'user key'"), ("ada k1 extra\n", "expected 'user key'"),
+    ("ada key-one\nada key-two\n", "listed twice"), ("# nobody\n", "lists no"),
+])
+def test_a_bad_keys_file_says_which_line(tmp_path, text, problem):
+    from soniox_widget.auth import KeyRing
+
+    path = tmp_path / "keys"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=problem) as info:
+        KeyRing.from_file(path)
+    assert "key-one" not in str(info.value) and "key-two" not in str(info.value)
