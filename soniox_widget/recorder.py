@@ -703,6 +703,9 @@ class SonioxRecorder(anywidget.AnyWidget):
         rec = getattr(self, "_recording", None)  # None if __init__ failed half-way
         if rec is not None:
             rec.cancel()  # the task closes its upstream session
+        if getattr(self, "_taps", None) is None:  # __init__ failed before the widget was
+            super().close()                       # made: nothing else was registered
+            return
         self.on_msg(self._receive_from_front_end, remove=True)
         self._utterance_callbacks.clear()
         self._taps.clear()

@@ -61,3 +61,22 @@ def _collect(msg: dict) -> None:
 
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX kernels only")
+
+
+def test_a_recorder_whose_options_were_refused_is_freed_quietly(monkeypatch):
+    """__init__ raised before the widget was made: closing it (ipywidgets does, when it
+    is freed) must not fail on what was never set up, nor make a Layout widget."""
+    import gc
+
+    from ipywidgets.widgets.widget import _instances
+
+    from soniox_widget import ConfigError, SonioxRecorder
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    before = len(_instances)
+    for options in ({"bogus": 1}, {"timeslice_ms": 5}):
+        with pytest.raises(ConfigError):
+            SonioxRecorder(**options)
+        gc.collect()
+    assert unraisable == [] and len(_instances) == before
