@@ -132,8 +132,11 @@ def space_between(before: str, after: str) -> bool:
     session wrote without a leading space, need one between them (a reconnect's first
     word continues the text; a word in an unspaced script, or after one, does not)."""
     first, last = after[:1], before[-1:]
+    # An ASCII apostrophe opens a quote or goes on a word ("'s"): no space is the safe
+    # guess there, as for any other mark.
+    opens = first in OPENING_MARKS and first != "'"
     return bool(first and last) and not last.isspace() and not is_unspaced(last) \
-        and (first.isalnum() or first in OPENING_MARKS) and not is_unspaced(first)
+        and (first.isalnum() or opens) and not is_unspaced(first)
 
 
 class WordJoiner:

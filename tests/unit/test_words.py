@@ -102,6 +102,7 @@ def test_unspaced_scripts_and_the_space_a_reconnect_adds():
     assert not space_between("word ", "next")
     assert not space_between("ครับ", "ขอบ") and not space_between("です", "Then")
     assert not space_between("word", ",") and not space_between("", "first")
+    assert not space_between("John", "'s")  # a reconnect inside "John's"
 
 
 def test_parse_reply_is_what_the_core_delivers():
