@@ -532,6 +532,15 @@ class WhisperStream(EngineStream):
         second = self._loop_at(again, until)
         if second is None:
             return again, len(again)
+        if second == 0:
+            # Only the final words before make the new ones look like a loop. Taking
+            # none would take none at every step after, too, as every decode starts the
+            # same way: the stream would stop here for good (seen on a telephone call
+            # that opens "Hello. Hello. Hello."). Judge the new words by themselves.
+            alone = self._loop_at(again, until, history=False)
+            logger.debug("a loop only with the final words before %r; judged alone: %s",
+                         _text(again), alone)
+            return (again, len(again)) if alone is None else (again[:alone], alone)
         return again[:second], second
 
     def _decode(self, audio: np.ndarray, spans: list[tuple[float, float]], beam: int,
@@ -629,7 +638,7 @@ class WhisperStream(EngineStream):
             n += 1
         return n
 
-    def _loop_at(self, words: list[Word], until: float) -> int | None:
+    def _loop_at(self, words: list[Word], until: float, history: bool = True) -> int | None:
         """Where ``words`` start to loop (:func:`.agreement.find_loop`), counting the
         recent final words before them: a decoder that writes one more copy of the same
         phrase at every step loops too (seen on a far-field meeting: "I don't know why."
@@ -637,10 +646,10 @@ class WhisperStream(EngineStream):
         decoded."""
         if not self.settings.loop_guard or not words:
             return None
-        history = self.recent
-        heard_from = history[0].start if history else self.buffer_start
-        at = find_loop([*history, *words], until - heard_from, start=len(history))
-        return None if at is None else max(0, at - len(history))
+        before = self.recent if history else []
+        heard_from = before[0].start if before else self.buffer_start
+        at = find_loop([*before, *words], until - heard_from, start=len(before))
+        return None if at is None else max(0, at - len(before))
 
     def _spoken(self, words: list[Word], spans: list[tuple[float, float]]) -> list[Word]:
         """The words that start inside the speech the VAD heard (plus ``word_margin_s``).

@@ -26,6 +26,7 @@ from soniox_widget.proxy import ProxyServer
 from soniox_widget.service import DRAIN_MESSAGE
 from soniox_widget.session import ReconnectPolicy
 from tests.http_probe import http_get, metric
+from tests.integration.test_reconnect import stream_through
 
 PCM = SonioxConfig(audio_format="pcm_s16le", sample_rate=16000, num_channels=1)
 BYTES_PER_WORD = 3200  # 100 ms of 16 kHz s16le mono
@@ -44,21 +45,8 @@ def scripted() -> ScriptedEngine:
 
 async def run_session(url: str, audio: bytes, **kw) -> Transcript:
     """Stream ``audio`` at a steady pace while reading the replies."""
-    transcript = Transcript()
     async with UpstreamSession(PCM, url=url, reconnect=FAST, **kw) as session:
-        async def feed() -> None:
-            for i in range(0, len(audio), 1600):
-                session.send_audio(audio[i : i + 1600])
-                await asyncio.sleep(0.002)
-            session.end()
-
-        feeder = asyncio.ensure_future(feed())
-        try:
-            async for reply in session.replies():
-                transcript.apply(reply)
-        finally:
-            feeder.cancel()
-            await asyncio.gather(feeder, return_exceptions=True)
+        transcript, _ = await stream_through(session, audio)
     return transcript
 
 

@@ -138,19 +138,26 @@ async def test_local_engines_behind_haproxy_survive_a_kill_and_a_drain(tmp_path,
     finally:
         await asyncio.gather(*(e.stop() for e in engines.values()))
 
+    # The killed and the drained replicas' sessions resumed elsewhere.
+    assert_whole_and_resumed(recorders, reference, ENGINE, engines["e2"].events(), 3)
+    await no_task_leaks()
+
+
+def assert_whole_and_resumed(recorders, reference, engine: ScriptedEngine,
+                             drained: list[dict], resumed: int) -> None:
+    """Every session finished with the words and clock of an uninterrupted run, at least
+    ``resumed`` of them on a new connection, and the drained replica (``drained``: its
+    log events) took no session after its drain and ended some as drained."""
     assert_same_words_on_one_clock(recorders[0].transcript, reference)
     for recorder in recorders:
         assert recorder.session is not None
         assert recorder.session.state is SessionState.FINISHED
-        assert recorder.transcript.final_text == ENGINE.text_for(recorder.audio)
+        assert recorder.transcript.final_text == engine.text_for(recorder.audio)
         starts = [t.start_ms for t in recorder.transcript.final_tokens]
         assert starts == [i * MS_PER_WORD + 40 for i in range(WORDS)]
-    # The killed and the drained replicas' sessions resumed elsewhere.
-    assert sum(r.session.connections for r in recorders) >= len(recorders) + 3
-    drained = engines["e2"].events()
+    assert sum(r.session.connections for r in recorders) >= len(recorders) + resumed
     assert starts_after_drain(drained) == []  # no new session on a draining replica
     assert {e["reason"] for e in drained if e["event"] == "session_end"} >= {"drained"}
-    await no_task_leaks()
 
 
 async def test_proxies_behind_haproxy_survive_a_kill_and_a_drain(tmp_path, no_task_leaks):
@@ -200,17 +207,7 @@ async def test_proxies_behind_haproxy_survive_a_kill_and_a_drain(tmp_path, no_ta
                 stopping.append(replacement.stop())
             await asyncio.gather(*stopping)
 
-    assert_same_words_on_one_clock(recorders[0].transcript, reference)
-    for recorder in recorders:
-        assert recorder.session is not None
-        assert recorder.session.state is SessionState.FINISHED
-        assert recorder.transcript.final_text == engine.text_for(recorder.audio)
-        starts = [t.start_ms for t in recorder.transcript.final_tokens]
-        assert starts == [i * MS_PER_WORD + 40 for i in range(WORDS)]
-    assert sum(r.session.connections for r in recorders) >= len(recorders) + 2
-    drained = proxies["p2"].events()
-    assert starts_after_drain(drained) == []
-    assert {e["reason"] for e in drained if e["event"] == "session_end"} >= {"drained"}
+    assert_whole_and_resumed(recorders, reference, engine, proxies["p2"].events(), 2)
     # The key the recorders used (the proxy's token) is in no log line.
     for p in [*proxies.values(), replacement]:
         assert p is not None and TOKEN not in p.log.read_text()

@@ -308,3 +308,37 @@ async def test_an_echo_that_starts_with_a_word_already_cut_away_is_dropped():
     update = await echoing(fixed, echo, [(0.0, 1.95)], 2.4, "step", recent=said)
     assert "".join(t.text for t in update.final if not t.text.startswith("<")) == ""
     assert update.nonfinal == []
+
+
+async def test_words_that_loop_only_with_the_final_words_before_are_not_held_back_forever():
+    """A telephone call opens "Hello. Hello. Hello. I didn't know ...": with two hellos
+    final, every decode wrote the hellos again and then the call; counted with the final
+    ones they made five, the guard took nothing, and the stream stopped there for good
+    (the benchmark's live WER on that call went to 0.97). Judged by themselves they are
+    no loop, and the words go on."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    hello = [Word(" Hello.", 0.2 + 0.5 * i, 0.6 + 0.5 * i) for i in range(2)]
+    heard = [Word(" Hello.", 1.2 + 0.1 * i, 1.3 + 0.1 * i) for i in range(3)] + [
+        Word(" I", 1.6, 1.7), Word(" didn't", 1.7, 1.9), Word(" know.", 1.9, 2.2)]
+
+    class Hellos(type(stand_in_engine([], []))):
+        def speech_spans(self, audio):
+            return [(0.1, 2.3)]
+
+        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
+                       full_window=False):
+            return list(prefix), list(heard)
+
+    engine = Hellos()
+    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
+                                                num_channels=1))
+    try:
+        stream.buffer = np.zeros(round(3.5 * SR), dtype=np.float32)
+        stream.fixed, stream.recent, stream.any_final = list(hello), list(hello), True
+        update, _ = stream._recognise("end")
+    finally:
+        await stream.aclose()
+        await engine.aclose()
+    said = "".join(t.text for t in update.final if not t.text.startswith("<"))
+    assert said.endswith("I didn't know."), said
