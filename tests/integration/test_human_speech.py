@@ -38,7 +38,10 @@ async def live(url: str, clip: human_speech.Clip) -> Transcript:
     return t
 
 
-@pytest.mark.parametrize("name", ["jfk_ask_not", "sense_and_sensibility_reading"])
+# The telephone call (two voices, 28 s) opens "Hello. Hello. Hello.": a loop guard that
+# counted the final hellos with the new ones stopped its live transcript for good.
+@pytest.mark.parametrize("name", ["jfk_ask_not", "sense_and_sensibility_reading",
+                                  "phone_call_two_voices"])
 async def test_live_is_as_good_as_the_file_decode(engine, name):
     clip, = human_speech.clips(name)
     async with LocalSonioxServer(engine) as server:
