@@ -71,7 +71,6 @@ class APIKey:
         raise TypeError("APIKey cannot be pickled")
 
 
-
 class KeyRing:
     """Several keys, one per user, for a shared server (a hub's engine service): each
     user's kernel gets its own key, so one can be revoked (remove its line, then a
@@ -132,6 +131,7 @@ class KeyRing:
 
     def __reduce__(self):  # never pickled into a file or sent to another process
         raise TypeError("KeyRing cannot be pickled")
+
 
 def find_api_key(api_key: str | APIKey | None = None, *, dotenv_path: str | Path | None = None
                  ) -> APIKey | None:

@@ -207,8 +207,6 @@ _LIVE = (SessionState.STREAMING, SessionState.PAUSED, SessionState.FINISHING)
 _NOT_CONNECTED = (SessionState.NEW, SessionState.CONNECTING, SessionState.RECONNECTING)
 
 
-
-
 def _ms_field(data: dict, name: str, what: str) -> int | None:
     """A time field of a reply or token read as whole milliseconds (None if absent)."""
     value = data.get(name)
