@@ -54,6 +54,8 @@ from .whisper_window import WindowedWhisper
 logger = logging.getLogger(__name__)
 
 MODEL_ENV = "SONIOX_WIDGET_WHISPER_MODEL"
+#: Silence kept at the start of the buffer after a pause (see ``_recognise``).
+PAUSE_KEPT_S = 0.3
 
 
 def default_model_path() -> str:
@@ -114,6 +116,12 @@ class WhisperSettings:
     #: find_loop`) is decoded again without context over a full window, and what still
     #: loops is never made final. The last guard, not the cure: see whisper_window.
     loop_guard: bool = True
+    #: A pause that ends an utterance is decoded like a finalize (``final_beam_size``,
+    #: retries): the words not yet final are settled by that decode, not by the last
+    #: greedy guess.
+    careful_pause: bool = True
+    #: The context given to Whisper does not end a sentence (see :func:`open_ended`).
+    open_context: bool = True
     #: How much committed audio the buffer keeps (see :class:`.agreement.TrimPolicy`).
     trim: TrimPolicy = TrimPolicy()  # noqa: RUF009
 
@@ -204,7 +212,8 @@ class WhisperEngine(Engine):
         most = None if st.tokens_per_s is None else 10 + round(
             st.tokens_per_s * len(audio) / SAMPLE_RATE)
         decoded = self.model().transcribe(
-            audio, beam_size=beam_size or st.beam_size, prompt=prompt,
+            audio, beam_size=beam_size or st.beam_size,
+            prompt=open_ended(prompt) if st.open_context else prompt,
             prefix="".join(w.text for w in prefix),
             pad_s=None if full_window else st.encoder_pad_s,
             one_window=st.one_window, max_new_tokens=most,
@@ -470,20 +479,23 @@ class WhisperStream(EngineStream):
             final, self.hypothesis = self.hypothesis, []
             self._cut(max(self.buffer_start, end_time - 0.3))
         else:
-            beam = self.settings.final_beam_size if flush else self.settings.beam_size
-            words, trusted = self._hear(self._speech_part(audio, spans), spans, beam, flush)
-            if flush or self.settings.trim.must_flush(self.buffer_start, end_time):
-                final, self.hypothesis = words, []
+            trailing = len(audio) / SAMPLE_RATE - spans[-1][1]
+            paused = not flush and (pause is not None
+                                    or trailing >= self.settings.endpoint_silence_s)
+            # At the end of an utterance its words are settled for good: decode them
+            # as carefully as a finalize does.
+            careful = flush or (paused and self.settings.careful_pause)
+            beam = self.settings.final_beam_size if careful else self.settings.beam_size
+            words, trusted = self._hear(self._speech_part(audio, spans), spans, beam, careful)
+            if flush or paused or self.settings.trim.must_flush(self.buffer_start, end_time):
+                final, self.hypothesis = words[:trusted] if paused else words, []
             else:
                 n = min(agreed_prefix(self.hypothesis, words), trusted,
                         self._settled(words, end_time))
                 final, self.hypothesis = words[:n], words[n:]
-            trailing = len(audio) / SAMPLE_RATE - spans[-1][1]
-            if pause is not None or (not flush and trailing >= self.settings.endpoint_silence_s):
+            if paused:
                 # The speaker paused: what was said is settled, and the audio before
                 # the pause need not be decoded again.
-                final, self.hypothesis = final + self.hypothesis[: trusted - len(final)], []
-                paused = True
                 if self.config.enable_endpoint_detection and (final or self.utterance_open):
                     events.append(Token(END_TOKEN, True))
                     self.utterance_open = False
@@ -496,7 +508,11 @@ class WhisperStream(EngineStream):
             logger.debug("%s %.2f-%.2f s: fixed %r, final %r, guess %r", mode,
                          self.buffer_start, end_time, _text(self.fixed), _text(final),
                          _text(self.hypothesis))
-        return self._commit(final, events, end_time, clear=flush or paused), left
+        # After a pause, the tail of the pause stays: the next word may begin in it,
+        # before the VAD hears it, and a buffer that starts inside that word loses it
+        # ("Like your country" for JFK's "what your country", right after a pause).
+        cut = end_time if flush else end_time - PAUSE_KEPT_S if paused else None
+        return self._commit(final, events, end_time, cut), left
 
     def _speech_part(self, audio: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
         """The buffer up to a little after the last speech the VAD heard.
@@ -678,7 +694,9 @@ class WhisperStream(EngineStream):
         return None
 
     def _commit(self, final: list[Word], events: list[Token], end_time: float,
-                clear: bool) -> EngineUpdate | None:
+                cut: float | None) -> EngineUpdate | None:
+        """Send ``final`` and the guess; ``cut``: where the buffer is cut because the
+        utterance ended (else the trim policy decides)."""
         final = in_order(final, self.last_final.start if self.last_final else None)
         tokens = to_tokens(final, is_final=True, first_in_stream=not self.any_final,
                            language=self.language)
@@ -687,15 +705,15 @@ class WhisperStream(EngineStream):
             self.last_final = final[-1]
             self.fixed = [*self.fixed, *final]
             self.recent = [*self.recent, *final][-self.RECENT:]
-        if clear:
-            self._cut(end_time)
-        elif (cut := self.settings.trim.cut_at(self.buffer_start, self.fixed)) is not None:
+        if cut is None:
+            cut = self.settings.trim.cut_at(self.buffer_start, self.fixed)
+        if cut is not None:
             self._cut(cut)
         nonfinal = to_tokens(self.hypothesis, is_final=False,
                              first_in_stream=not self.any_final, language=self.language)
         done_ms = round(self.last_final.end * 1000) if self.last_final else 0
-        if clear:
-            done_ms = round(end_time * 1000)
+        if cut is not None and not self.hypothesis:
+            done_ms = max(done_ms, round(cut * 1000))
         return EngineUpdate(
             final=tokens + events,
             nonfinal=nonfinal,
@@ -724,6 +742,17 @@ class WhisperStream(EngineStream):
         if gone:
             self.prompt = (self.prompt + "".join(w.text for w in gone))[
                 -self.settings.prompt_chars:]
+
+
+def open_ended(context: str) -> str:
+    """``context`` without the mark that ends its last sentence.
+
+    Text becomes final at a pause, where Whisper, hearing nothing after it, ends the
+    sentence ("Ask not."). Given that as context, it starts a new sentence with what
+    follows and mishears its first word to fit ("Like your country can do for you" for
+    JFK's "ask not what your country ..."); left open, it may go on with the sentence.
+    """
+    return context.rstrip().rstrip(".?!")
 
 
 def _text(words: list[Word]) -> str:
