@@ -81,6 +81,17 @@ def find_loop(words: Sequence[Word], seconds: float, start: int = 0) -> int | No
     return most if n > most else None
 
 
+def speech_room(speech_s: float) -> int:
+    """How many words ``speech_s`` seconds of speech (as the VAD heard it) can hold.
+
+    Given a context that says a phrase and a moment of silence, Whisper can write the
+    phrase again into the silence with every word squeezed into it ("ask what your
+    country can do for you" where only "ask what" was said, the rest a pause); a
+    loop check does not see it, as nothing repeats within the decode.
+    """
+    return int(MAX_WORDS_PER_S * max(0.0, speech_s)) + 1
+
+
 def echoed_tail(words: Sequence[Word], known: Sequence[Word], longest: int = 12) -> int:
     """How many leading ``words`` say again the last words of ``known`` (by text).
 

@@ -46,6 +46,7 @@ from .agreement import (
     echoed_tail,
     find_loop,
     in_order,
+    speech_room,
     to_tokens,
 )
 from .engine import Engine, EngineError, EngineStream, EngineUpdate, LocalEngineUnavailable
@@ -56,6 +57,9 @@ logger = logging.getLogger(__name__)
 MODEL_ENV = "SONIOX_WIDGET_WHISPER_MODEL"
 #: Silence kept at the start of the buffer after a pause (see ``_recognise``).
 PAUSE_KEPT_S = 0.3
+#: VAD speech that ends this much after the fixed words is new speech to decode (the
+#: VAD pads speech by 0.1 s, and Whisper may time a word's end a little early).
+NEW_SPEECH_S = 0.3
 
 
 def default_model_path() -> str:
@@ -120,6 +124,12 @@ class WhisperSettings:
     #: retries): the words not yet final are settled by that decode, not by the last
     #: greedy guess.
     careful_pause: bool = True
+    #: After a pause, the utterance's last words (``trim.keep_s`` of them) stay in the
+    #: buffer, forced, as the next utterance's context: decoded alone, a short phrase
+    #: after a hesitation came out as other words ("called Zoopa" for "I have a
+    #: cold"). Dropped after ``context_silence_s`` of silence.
+    pause_context: bool = True
+    context_silence_s: float = 2.0
     #: The context given to Whisper does not end a sentence (see :func:`open_ended`).
     open_context: bool = True
     #: How much committed audio the buffer keeps (see :class:`.agreement.TrimPolicy`).
@@ -271,6 +281,7 @@ class WhisperStream(EngineStream):
         self.since_step = 0               # samples since the last decode
         self.hypothesis: list[Word] = []  # the last step's words after the fixed ones
         self.fixed: list[Word] = []       # final words whose audio is still in the buffer
+        self.settled_until = 0.0          # stream time (s) up to which all is final
         self.prompt = ""                  # final text before the buffer (context)
         self.last_final: Word | None = None
         self.recent: list[Word] = []      # the last final words (for the loop guard)
@@ -462,8 +473,12 @@ class WhisperStream(EngineStream):
         events: list[Token] = []
         paused = False
         spans = self.engine.speech_spans(audio)
+        # Speech after what is settled: what there is to decode. The fixed words' own
+        # audio stays in the buffer after a pause as context (``pause_context``).
+        after = self._heard_until() - self.buffer_start
+        new = [(a, b) for a, b in spans if b > after + NEW_SPEECH_S]
         left = 0
-        pause = None if flush else self._first_pause(spans)
+        pause = None if flush else self._first_pause(new)
         if pause is not None:
             # The speaker paused and went on, all within this step (a stream that is
             # behind takes several steps at once). Decode up to where a live stream
@@ -471,15 +486,23 @@ class WhisperStream(EngineStream):
             # just as it would have live; the rest waits for the next step.
             left = len(audio) - pause
             audio = audio[:pause]
-            spans = [(a, min(b, pause / SAMPLE_RATE)) for a, b in spans
-                     if a < pause / SAMPLE_RATE] or spans[:1]
+            until = pause / SAMPLE_RATE
+            spans = [(a, min(b, until)) for a, b in spans if a < until] or spans[:1]
+            new = [(a, min(b, until)) for a, b in new if a < until] or new[:1]
         end_time = self.buffer_start + len(audio) / SAMPLE_RATE
-        if not spans:
-            # Silence: nothing to decode; a guess left over is as settled as it gets.
+        if not new:
+            # Silence since the last word: nothing to decode; a guess left over is as
+            # settled as it gets. The last words stay as context for a while.
             final, self.hypothesis = self.hypothesis, []
-            self._cut(max(self.buffer_start, end_time - 0.3))
+            quiet = len(audio) / SAMPLE_RATE - (spans[-1][1] if spans else 0.0)
+            # The words may all be final before the pause is long enough to end the
+            # utterance: it ends here.
+            paused = not flush and quiet >= self.settings.endpoint_silence_s
+            if (not self.settings.pause_context or not self.fixed
+                    or quiet >= self.settings.context_silence_s):
+                self._cut(max(self.buffer_start, end_time - PAUSE_KEPT_S))
         else:
-            trailing = len(audio) / SAMPLE_RATE - spans[-1][1]
+            trailing = len(audio) / SAMPLE_RATE - new[-1][1]
             paused = not flush and (pause is not None
                                     or trailing >= self.settings.endpoint_silence_s)
             # At the end of an utterance its words are settled for good: decode them
@@ -493,12 +516,12 @@ class WhisperStream(EngineStream):
                 n = min(agreed_prefix(self.hypothesis, words), trusted,
                         self._settled(words, end_time))
                 final, self.hypothesis = words[:n], words[n:]
-            if paused:
-                # The speaker paused: what was said is settled, and the audio before
-                # the pause need not be decoded again.
-                if self.config.enable_endpoint_detection and (final or self.utterance_open):
-                    events.append(Token(END_TOKEN, True))
-                    self.utterance_open = False
+        if paused and self.config.enable_endpoint_detection and (
+                final or self.utterance_open):
+            # The speaker paused: what was said is settled, and the audio before the
+            # pause need not be decoded again.
+            events.append(Token(END_TOKEN, True))
+            self.utterance_open = False
         if flush:
             if mode == "finalize":
                 events.append(Token(FIN_TOKEN, True))
@@ -508,11 +531,15 @@ class WhisperStream(EngineStream):
             logger.debug("%s %.2f-%.2f s: fixed %r, final %r, guess %r", mode,
                          self.buffer_start, end_time, _text(self.fixed), _text(final),
                          _text(self.hypothesis))
-        # After a pause, the tail of the pause stays: the next word may begin in it,
-        # before the VAD hears it, and a buffer that starts inside that word loses it
-        # ("Like your country" for JFK's "what your country", right after a pause).
-        cut = end_time if flush else end_time - PAUSE_KEPT_S if paused else None
-        return self._commit(final, events, end_time, cut), left
+        cut = None
+        if flush:
+            cut = end_time
+        elif paused and not self.settings.pause_context:
+            # The tail of the pause stays: the next word may begin in it, before the
+            # VAD hears it, and a buffer that starts inside that word loses it ("Like
+            # your country" for JFK's "what your country", right after a pause).
+            cut = end_time - PAUSE_KEPT_S
+        return self._commit(final, events, end_time, cut, settled=flush or paused), left
 
     def _speech_part(self, audio: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
         """The buffer up to a little after the last speech the VAD heard.
@@ -538,6 +565,7 @@ class WhisperStream(EngineStream):
         off and only the words before the loop may become final.
         """
         words = self._decode(audio, spans, beam, flush, self.prompt)
+        words = self._within_speech(words, spans)
         until = self.buffer_start + len(audio) / SAMPLE_RATE
         loop = self._loop_at(words, until)
         if loop is None:
@@ -646,6 +674,28 @@ class WhisperStream(EngineStream):
             return list(self.fixed)
         return [*self.recent[: len(self.recent) - len(self.fixed)], *self.fixed]
 
+    def _heard_until(self) -> float:
+        """Stream time after which speech is new: the end of the fixed words, or of the
+        audio decoded at the last pause. The latter makes every pause progress: a
+        decode at a pause that made nothing final (Whisper heard no words, or none it
+        could trust) would otherwise find the same speech and the same pause again,
+        for ever (seen on a clip of jargon with hesitations)."""
+        fixed_end = self.fixed[-1].end if self.fixed else self.buffer_start
+        return max(fixed_end, self.settled_until, self.buffer_start)
+
+    def _within_speech(self, words: list[Word],
+                       spans: list[tuple[float, float]]) -> list[Word]:
+        """``words`` up to as many as the speech after the fixed words can hold
+        (:func:`.agreement.speech_room`)."""
+        after = self._heard_until() - self.buffer_start
+        speech = sum(max(0.0, b - max(a, after)) for a, b in spans)
+        room = speech_room(speech)
+        if len(words) <= room:
+            return words
+        logger.debug("%d word(s) in %.2f s of speech; kept %r", len(words), speech,
+                     _text(words[:room]))
+        return words[:room]
+
     def _settled(self, words: list[Word], end_time: float) -> int:
         """How many leading words end ``settle_s`` before the audio does: Whisper's
         guess for the last fraction of a second changes as the next words arrive."""
@@ -694,9 +744,9 @@ class WhisperStream(EngineStream):
         return None
 
     def _commit(self, final: list[Word], events: list[Token], end_time: float,
-                cut: float | None) -> EngineUpdate | None:
-        """Send ``final`` and the guess; ``cut``: where the buffer is cut because the
-        utterance ended (else the trim policy decides)."""
+                cut: float | None, settled: bool) -> EngineUpdate | None:
+        """Send ``final`` and the guess; ``cut``: where the buffer is cut (else the trim
+        policy decides); ``settled``: all audio up to ``end_time`` is final."""
         final = in_order(final, self.last_final.start if self.last_final else None)
         tokens = to_tokens(final, is_final=True, first_in_stream=not self.any_final,
                            language=self.language)
@@ -712,8 +762,9 @@ class WhisperStream(EngineStream):
         nonfinal = to_tokens(self.hypothesis, is_final=False,
                              first_in_stream=not self.any_final, language=self.language)
         done_ms = round(self.last_final.end * 1000) if self.last_final else 0
-        if cut is not None and not self.hypothesis:
-            done_ms = max(done_ms, round(cut * 1000))
+        if settled:
+            self.settled_until = end_time
+            done_ms = round(end_time * 1000)
         return EngineUpdate(
             final=tokens + events,
             nonfinal=nonfinal,

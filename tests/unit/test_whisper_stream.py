@@ -61,6 +61,21 @@ async def test_a_pause_inside_a_step_ends_the_utterance_there():
     stream, update, left = await recognise([(0.1, 1.0), (1.9, 2.9)], words, 3.0)
     texts = [t.text for t in update.final]
     assert texts == ["one", "<end>"]                 # "two" waits for the next step
+    assert left == round(1.2 * SR)
+    # All is settled up to where the pause was noticed; "one" stays in the buffer as
+    # the next utterance's context.
+    assert stream.settled_until == pytest.approx(1.8, abs=1e-3)
+    assert update.final_audio_proc_ms == 1800
+    assert [w.text for w in stream.fixed] == [" one"]
+
+
+async def test_without_pause_context_a_pause_cuts_the_buffer():
+    from soniox_widget.local.whisper_engine import WhisperSettings
+
+    words = [Word(" one", 0.1, 0.9), Word(" two", 2.0, 2.8)]
+    stream, update, left = await recognise([(0.1, 1.0), (1.9, 2.9)], words, 3.0,
+                                           settings=WhisperSettings(pause_context=False))
+    assert [t.text for t in update.final] == ["one", "<end>"]
     # Cut where the pause was noticed, keeping its last 0.3 s (the next word may begin
     # there before the VAD hears it).
     assert stream.buffer_start == pytest.approx(1.8 - PAUSE_KEPT_S, abs=1e-3)
@@ -69,13 +84,39 @@ async def test_a_pause_inside_a_step_ends_the_utterance_there():
 
 async def test_a_pause_that_ends_within_a_sample_still_makes_progress():
     # The next speech starts a hair before the point where the pause is noticed: the
-    # decode must still cut the buffer there, or the same pause is found again forever.
+    # decode must still settle the audio there, or the same pause is found again forever.
     speech_end = 1.00001                 # the noticing point rounds up to the next sample:
     again = speech_end + 0.8 + 0.00002   # 1.8000625 s, and speech resumes just before it
     words = [Word(" one", 0.1, 0.9)]
     stream, update, _ = await recognise([(0.1, speech_end), (again, 2.9)], words, 3.0)
     assert [t.text for t in update.final] == ["one", "<end>"]
-    assert stream.buffer_start > 1.7 - PAUSE_KEPT_S
+    assert stream.settled_until > 1.7
+
+
+async def test_a_pause_whose_speech_gives_no_words_still_makes_progress():
+    """Whisper hears nothing it can trust before a pause: the next step must not find
+    the same speech and the same pause again (a clip with hesitations looped here for
+    ever, decoding 1.42-4.02 s again and again)."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    spans = [(0.1, 1.0), (1.9, 2.5), (3.4, 3.9)]
+    engine = stand_in_engine(spans, [])  # no words at all
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=SR, num_channels=1,
+                       enable_endpoint_detection=True)
+    stream = WhisperStream(engine, cfg)
+    try:
+        stream.buffer = np.zeros(round(4.0 * SR), dtype=np.float32)
+        ends = []
+        for _ in range(4):
+            _update, left = stream._recognise("step")
+            ends.append(stream.settled_until)
+            if not left:  # the rest of the buffer was decoded: the step is done
+                break
+        assert ends[:2] == [pytest.approx(1.8, abs=1e-3), pytest.approx(3.3, abs=1e-3)]
+        assert len(ends) <= 3
+    finally:
+        await stream.aclose()
+        await engine.aclose()
 
 
 async def test_a_word_whisper_invents_after_the_speech_is_not_emitted():
@@ -174,8 +215,11 @@ async def test_every_committed_word_becomes_context_once_its_audio_is_cut():
     words = [Word(f" w{i}", 0.1 + 0.25 * i, 0.3 + 0.25 * i) for i in range(12)]
     stream, update, _ = await recognise([(0.1, 3.1)], words, 4.2, mode="step")
     assert [t.text.strip() for t in update.final][:12] == [f"w{i}" for i in range(12)]
-    # The pause ended the utterance and the buffer was cut: all twelve are context now.
-    assert stream.prompt == "".join(w.text for w in words)
+    # The pause ended the utterance: every word is context now, as text (cut from the
+    # buffer) or as fixed words whose audio the next decode starts with.
+    assert stream.prompt + "".join(w.text for w in stream.fixed) == "".join(
+        w.text for w in words)
+    assert stream.fixed, "the last words stay in the buffer as context (pause_context)"
 
 
 async def test_fixed_words_placed_on_a_later_repeat_are_not_trusted():
@@ -345,3 +389,27 @@ async def test_words_that_loop_only_with_the_final_words_before_are_not_held_bac
         await engine.aclose()
     said = "".join(t.text for t in update.final if not t.text.startswith("<"))
     assert said.endswith("I didn't know."), said
+
+
+async def test_an_utterance_whose_words_are_all_final_ends_at_the_pause():
+    """Words made final by agreement before the speaker stops: the pause that follows
+    still ends the utterance with <end> (there is nothing left to decode in it)."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    engine = stand_in_engine([(0.1, 1.0)], [Word(" one", 0.1, 0.9)])
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=SR, num_channels=1,
+                       enable_endpoint_detection=True)
+    stream = WhisperStream(engine, cfg)
+    try:
+        stream.fixed = [Word(" one", 0.1, 0.9)]
+        stream.utterance_open = True
+        stream.buffer = np.zeros(round(1.4 * SR), dtype=np.float32)
+        update, _ = stream._recognise("step")
+        assert update is None or "<end>" not in [t.text for t in update.final]
+        stream.buffer = np.zeros(round(2.0 * SR), dtype=np.float32)  # 1 s of silence
+        update, _ = stream._recognise("step")
+        assert [t.text for t in update.final] == ["<end>"]
+        assert not stream.utterance_open
+    finally:
+        await stream.aclose()
+        await engine.aclose()
