@@ -116,6 +116,13 @@ class WhisperSettings:
     #: errors on the Austen reading (0.20 -> 0.09 against 0.01 for the file decode) for
     #: ~0.45 s more final latency; 1.0 s gained nothing more.
     settle_s: float = 0.6
+    #: A word Whisper is unsure of (probability below ``sure_p``) becomes final by
+    #: agreement only once ``unsure_settle_s`` of audio follows it (or at a pause):
+    #: with more of the sentence heard, the decode often corrects it. Measured on the
+    #: human clips (words the live text got wrong against the file decode): 63 % of
+    #: them had a probability under 0.5, against 12 % of the words it got right.
+    sure_p: float | None = 0.5
+    unsure_settle_s: float = 2.0
     #: A hypothesis that repeats a phrase more than speech does (:func:`.agreement.
     #: find_loop`) is decoded again without context over a full window, and what still
     #: loops is never made final. The last guard, not the cure: see whisper_window.
@@ -224,7 +231,7 @@ class WhisperEngine(Engine):
         decoded = self.model().transcribe(
             audio, beam_size=beam_size or st.beam_size,
             prompt=open_ended(prompt) if st.open_context else prompt,
-            prefix="".join(w.text for w in prefix),
+            prefix=open_ended(_text(prefix)) if st.open_context else _text(prefix),
             pad_s=None if full_window else st.encoder_pad_s,
             one_window=st.one_window, max_new_tokens=most,
             # A streaming step is redone 0.4 s later: no retries at higher temperatures.
@@ -699,8 +706,11 @@ class WhisperStream(EngineStream):
     def _settled(self, words: list[Word], end_time: float) -> int:
         """How many leading words end ``settle_s`` before the audio does: Whisper's
         guess for the last fraction of a second changes as the next words arrive."""
+        st = self.settings
         n = 0
-        while n < len(words) and words[n].end <= end_time - self.settings.settle_s:
+        while n < len(words) and words[n].end <= end_time - (
+                st.settle_s if st.sure_p is None or words[n].probability >= st.sure_p
+                else max(st.settle_s, st.unsure_settle_s)):
             n += 1
         return n
 
@@ -806,5 +816,5 @@ def open_ended(context: str) -> str:
     return context.rstrip().rstrip(".?!")
 
 
-def _text(words: list[Word]) -> str:
+def _text(words: Sequence[Word]) -> str:
     return "".join(w.text for w in words)
