@@ -50,6 +50,7 @@ from .agreement import (
     to_tokens,
 )
 from .engine import Engine, EngineError, EngineStream, EngineUpdate, LocalEngineUnavailable
+from .loudness import LoudnessDetector, merged
 from .whisper_window import WindowedWhisper
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,9 @@ class WhisperSettings:
     context_silence_s: float = 2.0
     #: The context given to Whisper does not end a sentence (see :func:`open_ended`).
     open_context: bool = True
+    #: Stretches well above the stream's noise floor count as speech too, beside what
+    #: Silero VAD hears (see :mod:`.loudness`): it misses whispered and falsetto speech.
+    loudness_vad: bool = True
     #: How much committed audio the buffer keeps (see :class:`.agreement.TrimPolicy`).
     trim: TrimPolicy = TrimPolicy()  # noqa: RUF009
 
@@ -297,6 +301,7 @@ class WhisperStream(EngineStream):
         # Like Soniox, tokens carry a language only when identification is asked for.
         self.language = "en" if config.enable_language_identification else None
         self.max_buffer_s = 0.0           # for tests and benchmarks: stays bounded
+        self.loudness = LoudnessDetector() if self.settings.loudness_vad else None
         self._raw: RawPCMDecoder | None = None
         self._decoder: StreamingDecoder | None = None
         try:
@@ -439,6 +444,8 @@ class WhisperStream(EngineStream):
                 self._incoming.appendleft(chunk[n:])
                 chunk = chunk[:n]
             parts.append(chunk)
+            if self.loudness is not None:
+                self.loudness.hear(chunk)
             n -= len(chunk)
             self._pending -= len(chunk)
             self.received += len(chunk)
@@ -479,7 +486,7 @@ class WhisperStream(EngineStream):
         final: list[Word] = []
         events: list[Token] = []
         paused = False
-        spans = self.engine.speech_spans(audio)
+        spans = self._speech_spans(audio)
         # Speech after what is settled: what there is to decode. The fixed words' own
         # audio stays in the buffer after a pause as context (``pause_context``).
         after = self._heard_until() - self.buffer_start
@@ -547,6 +554,13 @@ class WhisperStream(EngineStream):
             # your country" for JFK's "what your country", right after a pause).
             cut = end_time - PAUSE_KEPT_S
         return self._commit(final, events, end_time, cut, settled=flush or paused), left
+
+    def _speech_spans(self, audio: np.ndarray) -> list[tuple[float, float]]:
+        """Where ``audio`` holds speech: what Silero VAD hears, and what is loud."""
+        spans = self.engine.speech_spans(audio)
+        if self.loudness is None:
+            return spans
+        return merged(spans, self.loudness.spans(audio))
 
     def _speech_part(self, audio: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
         """The buffer up to a little after the last speech the VAD heard.

@@ -40,8 +40,11 @@ async def live(url: str, clip: human_speech.Clip) -> Transcript:
 
 # The telephone call (two voices, 28 s) opens "Hello. Hello. Hello.": a loop guard that
 # counted the final hellos with the new ones stopped its live transcript for good.
+# Silero VAD hears almost nothing of whispered and falsetto speech: two of the four
+# sentences were lost live until loudness over the noise floor counted as speech too.
 @pytest.mark.parametrize("name", ["jfk_ask_not", "sense_and_sensibility_reading",
-                                  "phone_call_two_voices"])
+                                  "phone_call_two_voices",
+                                  "whispered_and_falsetto_sentences"])
 async def test_live_is_as_good_as_the_file_decode(engine, name):
     clip, = human_speech.clips(name)
     async with LocalSonioxServer(engine) as server:
