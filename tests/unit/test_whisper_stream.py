@@ -413,3 +413,28 @@ async def test_an_utterance_whose_words_are_all_final_ends_at_the_pause():
     finally:
         await stream.aclose()
         await engine.aclose()
+
+
+async def test_a_word_whisper_is_unsure_of_waits_for_more_of_the_sentence():
+    """Two decodes agree on an unsure word (probability under ``sure_p``): with 0.6 s
+    after it, it stays non-final, and so does every word after it; with 2 s after it,
+    it is final (on the human clips most wrong live words were unsure ones)."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    words = [Word(" sure", 0.1, 0.5, 0.9), Word(" unsure", 0.6, 1.0, 0.3),
+             Word(" after", 1.1, 1.4, 0.9)]
+    engine = stand_in_engine([(0.0, 10.0)], words)
+    cfg = SonioxConfig(audio_format="pcm_s16le", sample_rate=SR, num_channels=1)
+    stream = WhisperStream(engine, cfg)
+    try:
+        finals = []
+        for seconds in (2.2, 2.4, 3.0, 3.2):
+            stream.buffer = np.zeros(round(seconds * SR), dtype=np.float32)
+            update, _left = stream._recognise("step")
+            finals.append([t.text.strip() for t in update.final])
+        # 2.2 s: the first guess; 2.4 s: "sure" agreed; "unsure" agreed too but only
+        # 1.4 s follows it; 3.0 s: 2 s follows it, and "after" (0.9) comes with it.
+        assert finals == [[], ["sure"], ["unsure", "after"], []]
+    finally:
+        await stream.aclose()
+        await engine.aclose()
