@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -43,19 +44,25 @@ class Processes:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
         self.cwd = tempfile.mkdtemp(prefix="bench_servers_")
+        # Each server's stderr goes to a file: a pipe nobody reads fills up (64 kB) and
+        # then blocks the server mid-session, as it did in a long engine benchmark.
+        self._logs: dict[subprocess.Popen, Any] = {}
 
     def start(self, args: list[str], env: dict[str, str], port: int,
               root: Path = ROOT) -> subprocess.Popen:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SONIOX_")}
         full_env.update(env, PYTHONPATH=str(root))
+        log = tempfile.TemporaryFile(dir=self.cwd)
         proc = subprocess.Popen(args, env=full_env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=log)
         self.procs.append(proc)
+        self._logs[proc] = log
         try:
             wait_for_port(port, proc)
         except RuntimeError:
+            log.seek(0)
+            err = log.read().decode(errors="replace")[-2000:]
             self.stop(proc)
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
             raise RuntimeError(f"could not start {args}:\n{err}") from None
         return proc
 
@@ -67,8 +74,9 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        if proc.stderr:
-            proc.stderr.close()
+        log = self._logs.pop(proc, None)
+        if log is not None:
+            log.close()
         if proc in self.procs:
             self.procs.remove(proc)
 

@@ -147,6 +147,24 @@ class WhisperSettings:
     trim: TrimPolicy = TrimPolicy()  # noqa: RUF009
 
 
+class _NoLinePerDecode(logging.Filter):
+    """Drops faster-whisper's "Processing audio with duration ..." INFO line.
+
+    faster-whisper logs it for every decode: a streaming session decodes every 0.4 s,
+    so a shared engine's log was mostly these lines (and a benchmark that never read
+    its server's stderr pipe filled it and blocked the server mid-session).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Processing audio with duration")
+
+
+def _quiet_faster_whisper() -> None:
+    log = logging.getLogger("faster_whisper")
+    if not any(isinstance(f, _NoLinePerDecode) for f in log.filters):
+        log.addFilter(_NoLinePerDecode())
+
+
 class WhisperEngine(Engine):
     """faster-whisper behind the Soniox protocol; one loaded model for all sessions."""
 
@@ -161,6 +179,7 @@ class WhisperEngine(Engine):
             import faster_whisper  # noqa: F401
         except ImportError:
             raise LocalEngineUnavailable() from None
+        _quiet_faster_whisper()
         self.model_path = model_path or default_model_path()
         self.cpu_threads = cpu_threads or max(1, min(4, os.cpu_count() or 1))
         self.num_workers = max(1, num_workers)

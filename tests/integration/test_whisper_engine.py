@@ -367,3 +367,15 @@ async def test_connection_dropped_mid_speech_keeps_the_transcript(engine, two_se
     times = [t.start_ms for t in cut.final_tokens]
     assert times == sorted(times) and times[-1] > 6000  # one clock across connections
     await no_task_leaks()
+
+
+def test_a_decode_writes_no_log_line(engine, caplog):
+    """faster-whisper logs a line at INFO for every decode; a streaming session decodes
+    every 0.4 s, so the engine drops that line (a service's log stays one line per
+    session, and a benchmark server whose stderr pipe was never read blocked on it)."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        engine.transcribe(np.zeros(16_000, np.float32), 0.0, "", 1, flush=False)
+    assert not [r for r in caplog.records if r.name.startswith("faster_whisper")], [
+        r.getMessage() for r in caplog.records]
