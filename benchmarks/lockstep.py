@@ -88,7 +88,7 @@ async def idle(stream, engine: WhisperEngine, limit_s: float = 120.0) -> None:
     """Until the stream has taken the audio given and its decode is done (bounded)."""
     deadline = time.monotonic() + limit_s
     await asyncio.sleep(0)
-    while stream._pending or engine._decodes_pending:
+    while stream._pending or engine.queue_depth:
         if time.monotonic() > deadline:
             raise TimeoutError("the stream did not take its audio")
         await asyncio.sleep(0.002)

@@ -254,7 +254,7 @@ class WhisperEngine(Engine):
         decoded = self.model().transcribe(
             audio, beam_size=beam_size or st.beam_size,
             prompt=open_ended(prompt) if st.open_context else prompt,
-            prefix=open_ended(_text(prefix)) if st.open_context else _text(prefix),
+            prefix=_text(prefix),
             pad_s=None if full_window else st.encoder_pad_s,
             one_window=st.one_window, max_new_tokens=most,
             # A streaming step is redone 0.4 s later: no retries at higher temperatures.
