@@ -1,4 +1,4 @@
-"""The offline engine's live policy on people speaking, without the clock: fast and repeatable.
+"""The offline engine's live policy on people speaking, without the clock: fast, nearly repeatable.
 
     .venv/bin/python benchmarks/lockstep.py                       # every clip
     .venv/bin/python benchmarks/lockstep.py jfk_ask_not sonnet1_reading
@@ -9,6 +9,9 @@ to 16 kHz samples, and handed to a :class:`WhisperStream` one step at a time: ev
 waits for the one before to finish, so the stream decodes exactly the steps a live stream
 that keeps up decodes, whatever else the machine is doing. What it cannot show is a stream
 that falls behind (``bench_engine.py`` measures that, at real-time pace over a socket).
+A clip run alone gives the same text every time; in a run of all clips one clip once came
+out differently (a different word probability, amplified by the policy), so read single
+differences of a word or two as noise.
 
 Prints, per clip: WER of the whole-file decode and of the live final text against what was
 said (or against the file decode where nothing is known), word triples in surplus, and the

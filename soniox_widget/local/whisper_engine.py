@@ -739,13 +739,18 @@ class WhisperStream(EngineStream):
     def _settled(self, words: list[Word], end_time: float) -> int:
         """How many leading words end ``settle_s`` before the audio does: Whisper's
         guess for the last fraction of a second changes as the next words arrive."""
-        st = self.settings
         n = 0
-        while n < len(words) and words[n].end <= end_time - (
-                st.settle_s if st.sure_p is None or words[n].probability >= st.sure_p
-                else max(st.settle_s, st.unsure_settle_s)):
+        while n < len(words) and words[n].end <= end_time - self._settle_for(words[n]):
             n += 1
         return n
+
+    def _settle_for(self, word: Word) -> float:
+        """The audio that must follow ``word`` before agreement can make it final: longer
+        for a word Whisper is unsure of (``sure_p``)."""
+        st = self.settings
+        if st.sure_p is None or word.probability >= st.sure_p:
+            return st.settle_s
+        return max(st.settle_s, st.unsure_settle_s)
 
     def _loop_at(self, words: list[Word], until: float, history: bool = True) -> int | None:
         """Where ``words`` start to loop (:func:`.agreement.find_loop`), counting the
