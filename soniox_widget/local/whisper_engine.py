@@ -287,6 +287,8 @@ class WhisperStream(EngineStream):
     max_pending_s = 30.0
     #: Fixed words re-timed this much later than before were matched to a repeat.
     MOVED_S = 0.5
+    #: Speech after the fixed words that a decode giving no words after them missed.
+    STOPPED_S = 1.0
     #: Final words the loop guard looks back over (three copies of an 8-word phrase).
     RECENT = 24
 
@@ -504,7 +506,7 @@ class WhisperStream(EngineStream):
         flush = mode in ("finalize", "end")
         final: list[Word] = []
         events: list[Token] = []
-        paused = False
+        paused = overlong = False
         spans = self._speech_spans(audio)
         # Speech after what is settled: what there is to decode. The fixed words' own
         # audio stays in the buffer after a pause as context (``pause_context``).
@@ -543,7 +545,8 @@ class WhisperStream(EngineStream):
             careful = flush or (paused and self.settings.careful_pause)
             beam = self.settings.final_beam_size if careful else self.settings.beam_size
             words, trusted = self._hear(self._speech_part(audio, spans), spans, beam, careful)
-            if flush or paused or self.settings.trim.must_flush(self.buffer_start, end_time):
+            overlong = self.settings.trim.must_flush(self.buffer_start, end_time)
+            if flush or paused or overlong:
                 final, self.hypothesis = words[:trusted] if paused else words, []
             else:
                 n = min(agreed_prefix(self.hypothesis, words), trusted,
@@ -567,6 +570,14 @@ class WhisperStream(EngineStream):
         cut = None
         if flush:
             cut = end_time
+        elif overlong and not paused:
+            # Everything decoded is final now; the buffer must shrink however little
+            # Whisper made of it, or a decode that keeps giving nothing would hold the
+            # stream here for good. Cut after the last final word, or, with none in the
+            # buffer, keep only the pause tail.
+            last = (final or self.fixed or [None])[-1]
+            cut = last.end if last is not None and last.end > self.buffer_start + 0.1 \
+                else end_time - PAUSE_KEPT_S
         elif paused and not self.settings.pause_context:
             # The tail of the pause stays: the next word may begin in it, before the
             # VAD hears it, and a buffer that starts inside that word loses it ("Like
@@ -645,19 +656,21 @@ class WhisperStream(EngineStream):
             # (a sentence said twice): the decoder then ends after it and the repeat is
             # lost. Decode what follows the fixed words, by their own times, instead.
             logger.debug("prefix %r moved %.2f s later; decoding after it",
-                         "".join(w.text for w in self.fixed), timed[-1].end -
-                         self.fixed[-1].end)
-            at = max(0, round((self.fixed[-1].end - self.buffer_start) * SAMPLE_RATE))
-            context = (prompt + "".join(w.text for w in self.fixed))[
-                -self.settings.prompt_chars:]
-            timed, words = [], []
-            if len(audio) - at >= SAMPLE_RATE // 10:
-                words = self.engine.transcribe(
-                    audio[at:], self.buffer_start + at / SAMPLE_RATE, context, beam,
-                    flush=flush, full_window=full_window)[1]
-        elif len(timed) == len(self.fixed):
-            self.fixed = [replace(f, start=t.start, end=t.end)
-                          for f, t in zip(self.fixed, timed, strict=True)]
+                         _text(self.fixed), timed[-1].end - self.fixed[-1].end)
+            timed, words = [], self._after_fixed(audio, prompt, beam, flush, full_window)
+        else:
+            if len(timed) == len(self.fixed):
+                self.fixed = [replace(f, start=t.start, end=t.end)
+                              for f, t in zip(self.fixed, timed, strict=True)]
+            if self.fixed and not words and self._speech_after(
+                    spans, self.fixed[-1].end) >= self.STOPPED_S:
+                # Whisper ended the window right after the forced words although the
+                # VAD hears speech going on (seen with a long forced sentence that ends
+                # in a full stop): without this, the rest of the stream was never
+                # decoded. Decode what follows them alone.
+                logger.debug("nothing after the prefix %r; decoding after it",
+                             _text(self.fixed))
+                words = self._after_fixed(audio, prompt, beam, flush, full_window)
         words = self._spoken(words, spans)
         if not (flush and self.settings.one_window):
             return words
@@ -679,6 +692,23 @@ class WhisperStream(EngineStream):
             words = [*words, *more]
         return words
 
+    def _after_fixed(self, audio: np.ndarray, prompt: str, beam: int, flush: bool,
+                     full_window: bool) -> list[Word]:
+        """A decode of the audio after the fixed words (by their own times), with them as
+        context instead of as the forced start."""
+        at = max(0, round((self.fixed[-1].end - self.buffer_start) * SAMPLE_RATE))
+        if len(audio) - at < SAMPLE_RATE // 10:
+            return []
+        context = (prompt + _text(self.fixed))[-self.settings.prompt_chars:]
+        return self.engine.transcribe(audio[at:], self.buffer_start + at / SAMPLE_RATE,
+                                      context, beam, flush=flush,
+                                      full_window=full_window)[1]
+
+    def _speech_after(self, spans: list[tuple[float, float]], time: float) -> float:
+        """Seconds of speech the VAD heard after stream time ``time``."""
+        after = time - self.buffer_start
+        return sum(max(0.0, b - max(a, after)) for a, b in spans)
+
     def _unechoed(self, words: list[Word], known: list[Word],
                   spans: list[tuple[float, float]]) -> list[Word]:
         """``words`` up to where they start to echo the words before them.
@@ -694,9 +724,7 @@ class WhisperStream(EngineStream):
         for k in range(len(words)):
             n = echoed_tail(words[k:], before)
             if n:
-                after = before[-1].end - self.buffer_start
-                speech = sum(max(0.0, b - max(a, after)) for a, b in spans)
-                if speech < 0.15 * n:
+                if self._speech_after(spans, before[-1].end) < 0.15 * n:
                     logger.debug("dropped an echo: %r",
                                  "".join(w.text for w in words[k:]))
                     return words[:k]
@@ -727,8 +755,7 @@ class WhisperStream(EngineStream):
                        spans: list[tuple[float, float]]) -> list[Word]:
         """``words`` up to as many as the speech after the fixed words can hold
         (:func:`.agreement.speech_room`)."""
-        after = self._heard_until() - self.buffer_start
-        speech = sum(max(0.0, b - max(a, after)) for a, b in spans)
+        speech = self._speech_after(spans, self._heard_until())
         room = speech_room(speech)
         if len(words) <= room:
             return words

@@ -259,6 +259,68 @@ async def test_fixed_words_placed_on_a_later_repeat_are_not_trusted():
     assert calls[1] == (0.8, " he left")  # after the fixed words, with them as context
 
 
+class _EndsAfterPrefix(type(stand_in_engine([], []))):
+    """Whisper that, made to start with final words, ends the window right after them
+    (seen on a reading with a long forced sentence ending in a full stop); decoded
+    without them, it hears ``later``."""
+
+    def __init__(self, spans, later, **kw):
+        super().__init__(**kw)
+        self.spans, self.later, self.calls = spans, later, []
+
+    def speech_spans(self, audio):
+        return list(self.spans)
+
+    def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
+                   full_window=False):
+        self.calls.append((round(offset, 3), prompt, bool(prefix)))
+        if prefix:
+            return list(prefix), []
+        end = offset + len(audio) / SR
+        return [], [w for w in self.later if w.start >= offset and w.end <= end]
+
+
+async def test_words_after_the_fixed_ones_are_found_when_whisper_stops_after_them():
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    first = [Word(" for", 0.1, 0.4), Word(" them.", 0.5, 0.9)]
+    later = [Word(" He", 1.3, 1.5), Word(" was", 1.6, 1.9), Word(" not", 2.0, 2.4)]
+    engine = _EndsAfterPrefix([(0.1, 0.9), (1.3, 2.6)], later)
+    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
+                                                num_channels=1))
+    try:
+        stream.buffer = np.zeros(round(2.6 * SR), dtype=np.float32)
+        stream.fixed = list(first)
+        update, _ = stream._recognise("step")
+    finally:
+        await stream.aclose()
+        await engine.aclose()
+    assert [t.text.strip() for t in update.nonfinal] == ["He", "was", "not"]
+    assert engine.calls[1] == (0.9, " for them.", False)  # after them, as context
+
+
+async def test_an_overlong_buffer_shrinks_even_when_whisper_hears_nothing():
+    """The hard limit commits everything decoded and cuts: with no words at all after
+    the fixed ones, the stream must still move on (it held 26 s of a reading at the
+    same fixed sentence, every later word lost)."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    engine = _EndsAfterPrefix([(0.1, 0.9), (1.3, 13.0)], [])
+    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
+                                                num_channels=1))
+    try:
+        stream.buffer = np.zeros(round(13.0 * SR), dtype=np.float32)
+        stream.fixed = [Word(" for", 0.1, 0.4), Word(" them.", 0.5, 0.9)]
+        stream._recognise("step")
+        assert stream.buffer_start == pytest.approx(0.9, abs=1e-3)  # after the words
+        assert stream.fixed == [] and stream.prompt == " for them."
+        stream._recognise("step")  # still nothing: only the pause tail is kept
+        assert len(stream.buffer) / SR == pytest.approx(PAUSE_KEPT_S, abs=1e-3)
+    finally:
+        await stream.aclose()
+        await engine.aclose()
+
+
 @pytest.mark.parametrize("second_opinion_loops", [False, True])
 async def test_a_looping_decode_is_redone_without_context_and_never_made_final(
         second_opinion_loops):
