@@ -287,8 +287,9 @@ class WhisperStream(EngineStream):
     max_pending_s = 30.0
     #: Fixed words re-timed this much later than before were matched to a repeat.
     MOVED_S = 0.5
-    #: Speech after the fixed words that a decode giving no words after them missed.
-    STOPPED_S = 1.0
+    #: Speech after the fixed words that a decode giving no words after them missed
+    #: (more than the VAD's padding of 0.1 s on each side: "your country." is 0.7 s).
+    STOPPED_S = 0.5
     #: Final words the loop guard looks back over (three copies of an 8-word phrase).
     RECENT = 24
 
@@ -616,6 +617,16 @@ class WhisperStream(EngineStream):
         off and only the words before the loop may become final.
         """
         words = self._decode(audio, spans, beam, flush, self.prompt)
+        if len(words) > 2 * self._word_room(spans):
+            # Far more words than the speech can hold: Whisper wrote its context again
+            # over a hesitation ("I'm saying a bunch of different words ..." once more
+            # in the 0.8 s of an "uh"), not what was said. Its first words are no
+            # better than the rest: ask again, after the fixed words, with no context.
+            logger.debug("%d word(s) for %d at most: %r; decoding again without context",
+                         len(words), self._word_room(spans), _text(words))
+            words = self._spoken(self._unechoed(
+                self._after_fixed(audio, None, beam, flush, full_window=True),
+                self._said(), spans), spans)
         words = self._within_speech(words, spans)
         until = self.buffer_start + len(audio) / SAMPLE_RATE
         loop = self._loop_at(words, until)
@@ -670,7 +681,9 @@ class WhisperStream(EngineStream):
                 # decoded. Decode what follows them alone.
                 logger.debug("nothing after the prefix %r; decoding after it",
                              _text(self.fixed))
-                words = self._after_fixed(audio, prompt, beam, flush, full_window)
+                words = self._unechoed(
+                    self._after_fixed(audio, prompt, beam, flush, full_window),
+                    self._said(), spans)
         words = self._spoken(words, spans)
         if not (flush and self.settings.one_window):
             return words
@@ -692,14 +705,16 @@ class WhisperStream(EngineStream):
             words = [*words, *more]
         return words
 
-    def _after_fixed(self, audio: np.ndarray, prompt: str, beam: int, flush: bool,
+    def _after_fixed(self, audio: np.ndarray, prompt: str | None, beam: int, flush: bool,
                      full_window: bool) -> list[Word]:
         """A decode of the audio after the fixed words (by their own times), with them as
-        context instead of as the forced start."""
-        at = max(0, round((self.fixed[-1].end - self.buffer_start) * SAMPLE_RATE))
+        context instead of as the forced start (``prompt`` None: no context at all)."""
+        end = self.fixed[-1].end if self.fixed else self.buffer_start
+        at = max(0, round((end - self.buffer_start) * SAMPLE_RATE))
         if len(audio) - at < SAMPLE_RATE // 10:
             return []
-        context = (prompt + _text(self.fixed))[-self.settings.prompt_chars:]
+        context = "" if prompt is None else (prompt + _text(self.fixed))[
+            -self.settings.prompt_chars:]
         return self.engine.transcribe(audio[at:], self.buffer_start + at / SAMPLE_RATE,
                                       context, beam, flush=flush,
                                       full_window=full_window)[1]
@@ -755,13 +770,16 @@ class WhisperStream(EngineStream):
                        spans: list[tuple[float, float]]) -> list[Word]:
         """``words`` up to as many as the speech after the fixed words can hold
         (:func:`.agreement.speech_room`)."""
-        speech = self._speech_after(spans, self._heard_until())
-        room = speech_room(speech)
+        room = self._word_room(spans)
         if len(words) <= room:
             return words
-        logger.debug("%d word(s) in %.2f s of speech; kept %r", len(words), speech,
+        logger.debug("%d word(s) for %d at most; kept %r", len(words), room,
                      _text(words[:room]))
         return words[:room]
+
+    def _word_room(self, spans: list[tuple[float, float]]) -> int:
+        """How many words the speech after the fixed words can hold."""
+        return speech_room(self._speech_after(spans, self._heard_until()))
 
     def _settled(self, words: list[Word], end_time: float) -> int:
         """How many leading words end ``settle_s`` before the audio does: Whisper's

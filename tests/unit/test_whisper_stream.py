@@ -321,6 +321,45 @@ async def test_an_overlong_buffer_shrinks_even_when_whisper_hears_nothing():
         await engine.aclose()
 
 
+async def test_a_decode_with_far_more_words_than_the_speech_holds_is_asked_again():
+    """Made to start with a long final sentence, Whisper wrote it once more over the
+    0.8 s of an "uh" after it: 16 words where 5 at most fit. Those words are not kept
+    (not even the first few): the audio after the fixed words is decoded again alone,
+    without context."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    # 14 words (to 4.2 s): more than an echo of the last words (12 at most) can be
+    said = [Word(f" w{i}", 0.1 + 0.3 * i, 0.3 + 0.3 * i) for i in range(14)]
+    uh = [Word(" Uh.", 4.8, 5.2)]
+    calls = []
+
+    class Echoes(type(stand_in_engine([], []))):
+        def speech_spans(self, audio):
+            return [(0.1, 4.2), (4.8, 5.4)]
+
+        def transcribe(self, audio, offset, prompt, beam_size=None, flush=True, prefix=(),
+                       full_window=False):
+            calls.append((round(offset, 3), prompt, bool(prefix), full_window))
+            if prefix:  # the forced sentence, then all of it again squeezed into the uh
+                again = [Word(w.text, 4.8 + 0.04 * i, 4.83 + 0.04 * i)
+                         for i, w in enumerate(said)]
+                return list(prefix), again
+            return [], [w for w in uh if w.start >= offset]
+
+    engine = Echoes()
+    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
+                                                num_channels=1))
+    try:
+        stream.buffer = np.zeros(round(5.6 * SR), dtype=np.float32)
+        stream.fixed = list(said)
+        update, _ = stream._recognise("step")
+    finally:
+        await stream.aclose()
+        await engine.aclose()
+    assert [t.text.strip() for t in update.nonfinal] == ["Uh."]
+    assert calls[1] == (4.2, "", False, True)  # after the fixed words, no context
+
+
 @pytest.mark.parametrize("second_opinion_loops", [False, True])
 async def test_a_looping_decode_is_redone_without_context_and_never_made_final(
         second_opinion_loops):
