@@ -617,17 +617,22 @@ class WhisperStream(EngineStream):
         off and only the words before the loop may become final.
         """
         words = self._decode(audio, spans, beam, flush, self.prompt)
-        if len(words) > 2 * self._word_room(spans):
+        room = speech_room(self._speech_after(spans, self._heard_until()))
+        if len(words) > 2 * room:
             # Far more words than the speech can hold: Whisper wrote its context again
             # over a hesitation ("I'm saying a bunch of different words ..." once more
             # in the 0.8 s of an "uh"), not what was said. Its first words are no
             # better than the rest: ask again, after the fixed words, with no context.
             logger.debug("%d word(s) for %d at most: %r; decoding again without context",
-                         len(words), self._word_room(spans), _text(words))
-            words = self._spoken(self._unechoed(
-                self._after_fixed(audio, None, beam, flush, full_window=True),
-                self._said(), spans), spans)
-        words = self._within_speech(words, spans)
+                         len(words), room, _text(words))
+            words = self._spoken(self._unechoed_after_fixed(
+                audio, spans, None, beam, flush, full_window=True), spans)
+        if len(words) > room:
+            # Given a context that says a phrase and a moment of silence, Whisper can
+            # write the phrase again into the silence (:func:`.agreement.speech_room`).
+            logger.debug("%d word(s) for %d at most; kept %r", len(words), room,
+                         _text(words[:room]))
+            words = words[:room]
         until = self.buffer_start + len(audio) / SAMPLE_RATE
         loop = self._loop_at(words, until)
         if loop is None:
@@ -681,9 +686,8 @@ class WhisperStream(EngineStream):
                 # decoded. Decode what follows them alone.
                 logger.debug("nothing after the prefix %r; decoding after it",
                              _text(self.fixed))
-                words = self._unechoed(
-                    self._after_fixed(audio, prompt, beam, flush, full_window),
-                    self._said(), spans)
+                words = self._unechoed_after_fixed(audio, spans, prompt, beam, flush,
+                                                   full_window)
         words = self._spoken(words, spans)
         if not (flush and self.settings.one_window):
             return words
@@ -718,6 +722,13 @@ class WhisperStream(EngineStream):
         return self.engine.transcribe(audio[at:], self.buffer_start + at / SAMPLE_RATE,
                                       context, beam, flush=flush,
                                       full_window=full_window)[1]
+
+    def _unechoed_after_fixed(self, audio: np.ndarray, spans: list[tuple[float, float]],
+                              prompt: str | None, beam: int, flush: bool,
+                              full_window: bool) -> list[Word]:
+        """:meth:`_after_fixed`, up to where it echoes the final words."""
+        return self._unechoed(self._after_fixed(audio, prompt, beam, flush, full_window),
+                              self._said(), spans)
 
     def _speech_after(self, spans: list[tuple[float, float]], time: float) -> float:
         """Seconds of speech the VAD heard after stream time ``time``."""
@@ -765,21 +776,6 @@ class WhisperStream(EngineStream):
         for ever (seen on a clip of jargon with hesitations)."""
         fixed_end = self.fixed[-1].end if self.fixed else self.buffer_start
         return max(fixed_end, self.settled_until, self.buffer_start)
-
-    def _within_speech(self, words: list[Word],
-                       spans: list[tuple[float, float]]) -> list[Word]:
-        """``words`` up to as many as the speech after the fixed words can hold
-        (:func:`.agreement.speech_room`)."""
-        room = self._word_room(spans)
-        if len(words) <= room:
-            return words
-        logger.debug("%d word(s) for %d at most; kept %r", len(words), room,
-                     _text(words[:room]))
-        return words[:room]
-
-    def _word_room(self, spans: list[tuple[float, float]]) -> int:
-        """How many words the speech after the fixed words can hold."""
-        return speech_room(self._speech_after(spans, self._heard_until()))
 
     def _settled(self, words: list[Word], end_time: float) -> int:
         """How many leading words end ``settle_s`` before the audio does: Whisper's

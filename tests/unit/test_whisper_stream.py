@@ -6,6 +6,7 @@ the step/pause logic can be set up exactly.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import numpy as np
@@ -38,6 +39,22 @@ def stand_in_engine(spans, words, settings=None):
             return list(prefix), [w for w in heard if w.start >= after]
 
     return StandIn(settings=settings)
+
+
+@contextlib.asynccontextmanager
+async def opened(engine, seconds: float):
+    """A stream on ``engine`` (raw PCM) whose buffer holds ``seconds`` of silence; closed
+    with its engine afterwards."""
+    from soniox_widget.local.whisper_engine import WhisperStream
+
+    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
+                                                num_channels=1))
+    try:
+        stream.buffer = np.zeros(round(seconds * SR), dtype=np.float32)
+        yield stream
+    finally:
+        await stream.aclose()
+        await engine.aclose()
 
 
 async def recognise(spans, words, seconds: float, mode: str = "step", settings=None):
@@ -185,8 +202,6 @@ async def test_raw_pcm_reaches_the_recogniser_anti_aliased(freq, passes):
 
 
 async def test_whisper_hears_the_buffer_only_until_just_after_the_speech():
-    from soniox_widget.local.whisper_engine import WhisperStream
-
     lengths: list[float] = []
 
     class Measuring(type(stand_in_engine([], []))):
@@ -199,14 +214,8 @@ async def test_whisper_hears_the_buffer_only_until_just_after_the_speech():
             return [], [Word(" one", 0.1, 0.9)]
 
     engine = Measuring()
-    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
-                                                num_channels=1))
-    try:
-        stream.buffer = np.zeros(round(2.5 * SR), dtype=np.float32)
+    async with opened(engine, 2.5) as stream:
         stream._recognise("end")
-    finally:
-        await stream.aclose()
-        await engine.aclose()
     margin = engine.settings.speech_margin_s
     assert lengths == [pytest.approx(1.0 + margin, abs=1e-3)]  # not the 1.5 s pause after
 
@@ -226,8 +235,6 @@ async def test_fixed_words_placed_on_a_later_repeat_are_not_trusted():
     """A sentence said twice: made to start with the first copy's words, the decoder
     may place them on the second copy and end there, losing it. The stream notices the
     words moved and decodes what follows them by their own times."""
-    from soniox_widget.local.whisper_engine import WhisperStream
-
     first = [Word(" he", 0.1, 0.3), Word(" left", 0.4, 0.8)]
     second = [Word(" he", 1.3, 1.5), Word(" left", 1.6, 2.0)]
     calls: list[tuple[float, str]] = []
@@ -245,15 +252,9 @@ async def test_fixed_words_placed_on_a_later_repeat_are_not_trusted():
             return [], [w for w in second if w.start >= offset]
 
     engine = Repeats()
-    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
-                                                num_channels=1))
-    try:
-        stream.buffer = np.zeros(round(2.3 * SR), dtype=np.float32)
+    async with opened(engine, 2.3) as stream:
         stream.fixed = list(first)
         update, _ = stream._recognise("end")
-    finally:
-        await stream.aclose()
-        await engine.aclose()
     assert [t.text for t in update.final] == ["he", " left"]  # the second copy
     assert [t.start_ms for t in update.final] == [1300, 1600]
     assert calls[1] == (0.8, " he left")  # after the fixed words, with them as context
@@ -281,20 +282,12 @@ class _EndsAfterPrefix(type(stand_in_engine([], []))):
 
 
 async def test_words_after_the_fixed_ones_are_found_when_whisper_stops_after_them():
-    from soniox_widget.local.whisper_engine import WhisperStream
-
     first = [Word(" for", 0.1, 0.4), Word(" them.", 0.5, 0.9)]
     later = [Word(" He", 1.3, 1.5), Word(" was", 1.6, 1.9), Word(" not", 2.0, 2.4)]
     engine = _EndsAfterPrefix([(0.1, 0.9), (1.3, 2.6)], later)
-    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
-                                                num_channels=1))
-    try:
-        stream.buffer = np.zeros(round(2.6 * SR), dtype=np.float32)
+    async with opened(engine, 2.6) as stream:
         stream.fixed = list(first)
         update, _ = stream._recognise("step")
-    finally:
-        await stream.aclose()
-        await engine.aclose()
     assert [t.text.strip() for t in update.nonfinal] == ["He", "was", "not"]
     assert engine.calls[1] == (0.9, " for them.", False)  # after them, as context
 
@@ -303,22 +296,14 @@ async def test_an_overlong_buffer_shrinks_even_when_whisper_hears_nothing():
     """The hard limit commits everything decoded and cuts: with no words at all after
     the fixed ones, the stream must still move on (it held 26 s of a reading at the
     same fixed sentence, every later word lost)."""
-    from soniox_widget.local.whisper_engine import WhisperStream
-
     engine = _EndsAfterPrefix([(0.1, 0.9), (1.3, 13.0)], [])
-    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
-                                                num_channels=1))
-    try:
-        stream.buffer = np.zeros(round(13.0 * SR), dtype=np.float32)
+    async with opened(engine, 13.0) as stream:
         stream.fixed = [Word(" for", 0.1, 0.4), Word(" them.", 0.5, 0.9)]
         stream._recognise("step")
         assert stream.buffer_start == pytest.approx(0.9, abs=1e-3)  # after the words
         assert stream.fixed == [] and stream.prompt == " for them."
         stream._recognise("step")  # still nothing: only the pause tail is kept
         assert len(stream.buffer) / SR == pytest.approx(PAUSE_KEPT_S, abs=1e-3)
-    finally:
-        await stream.aclose()
-        await engine.aclose()
 
 
 async def test_a_decode_with_far_more_words_than_the_speech_holds_is_asked_again():
@@ -326,8 +311,6 @@ async def test_a_decode_with_far_more_words_than_the_speech_holds_is_asked_again
     0.8 s of an "uh" after it: 16 words where 5 at most fit. Those words are not kept
     (not even the first few): the audio after the fixed words is decoded again alone,
     without context."""
-    from soniox_widget.local.whisper_engine import WhisperStream
-
     # 14 words (to 4.2 s): more than an echo of the last words (12 at most) can be
     said = [Word(f" w{i}", 0.1 + 0.3 * i, 0.3 + 0.3 * i) for i in range(14)]
     uh = [Word(" Uh.", 4.8, 5.2)]
@@ -347,15 +330,9 @@ async def test_a_decode_with_far_more_words_than_the_speech_holds_is_asked_again
             return [], [w for w in uh if w.start >= offset]
 
     engine = Echoes()
-    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
-                                                num_channels=1))
-    try:
-        stream.buffer = np.zeros(round(5.6 * SR), dtype=np.float32)
+    async with opened(engine, 5.6) as stream:
         stream.fixed = list(said)
         update, _ = stream._recognise("step")
-    finally:
-        await stream.aclose()
-        await engine.aclose()
     assert [t.text.strip() for t in update.nonfinal] == ["Uh."]
     assert calls[1] == (4.2, "", False, True)  # after the fixed words, no context
 
@@ -363,7 +340,6 @@ async def test_a_decode_with_far_more_words_than_the_speech_holds_is_asked_again
 @pytest.mark.parametrize("second_opinion_loops", [False, True])
 async def test_a_looping_decode_is_redone_without_context_and_never_made_final(
         second_opinion_loops):
-    from soniox_widget.local.whisper_engine import WhisperStream
 
     looped = [Word(t, 0.1 + 0.1 * i, 0.2 + 0.1 * i)
               for i, t in enumerate([" it", " was", *[" the", " age", " of"] * 5])]
@@ -381,15 +357,9 @@ async def test_a_looping_decode_is_redone_without_context_and_never_made_final(
             return [], looped if second_opinion_loops or not full_window else clean
 
     engine = Loops()
-    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
-                                                num_channels=1))
-    try:
-        stream.buffer = np.zeros(round(2.4 * SR), dtype=np.float32)
+    async with opened(engine, 2.4) as stream:
         stream.prompt = "Earlier words."
         update, _ = stream._recognise("end")
-    finally:
-        await stream.aclose()
-        await engine.aclose()
     assert asked == [("Earlier words.", False), ("", True)]
     texts = [t.text.strip() for t in update.final]
     if second_opinion_loops:
@@ -401,8 +371,6 @@ async def test_a_looping_decode_is_redone_without_context_and_never_made_final(
 async def echoing(fixed, echo, spans, seconds: float, mode: str, recent=None):
     """One decode where Whisper, made to start with the ``fixed`` words, writes ``echo``
     after them (and nothing more once that is known too); ``recent``: the final words."""
-    from soniox_widget.local.whisper_engine import WhisperStream
-
     class Echoes(type(stand_in_engine([], []))):
         def speech_spans(self, audio):
             return spans
@@ -412,17 +380,11 @@ async def echoing(fixed, echo, spans, seconds: float, mode: str, recent=None):
             return list(prefix), echo if len(prefix) == len(fixed) else []
 
     engine = Echoes()
-    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
-                                                num_channels=1))
-    try:
-        stream.buffer = np.zeros(round(seconds * SR), dtype=np.float32)
+    async with opened(engine, seconds) as stream:
         stream.fixed = list(fixed)
         stream.recent = list(recent if recent is not None else fixed)
         stream.any_final = True
         update, _ = stream._recognise(mode)
-    finally:
-        await stream.aclose()
-        await engine.aclose()
     return update
 
 
@@ -464,8 +426,6 @@ async def test_words_that_loop_only_with_the_final_words_before_are_not_held_bac
     ones they made five, the guard took nothing, and the stream stopped there for good
     (the benchmark's live WER on that call went to 0.97). Judged by themselves they are
     no loop, and the words go on."""
-    from soniox_widget.local.whisper_engine import WhisperStream
-
     hello = [Word(" Hello.", 0.2 + 0.5 * i, 0.6 + 0.5 * i) for i in range(2)]
     heard = [Word(" Hello.", 1.2 + 0.1 * i, 1.3 + 0.1 * i) for i in range(3)] + [
         Word(" I", 1.6, 1.7), Word(" didn't", 1.7, 1.9), Word(" know.", 1.9, 2.2)]
@@ -479,15 +439,9 @@ async def test_words_that_loop_only_with_the_final_words_before_are_not_held_bac
             return list(prefix), list(heard)
 
     engine = Hellos()
-    stream = WhisperStream(engine, SonioxConfig(audio_format="pcm_s16le", sample_rate=SR,
-                                                num_channels=1))
-    try:
-        stream.buffer = np.zeros(round(3.5 * SR), dtype=np.float32)
+    async with opened(engine, 3.5) as stream:
         stream.fixed, stream.recent, stream.any_final = list(hello), list(hello), True
         update, _ = stream._recognise("end")
-    finally:
-        await stream.aclose()
-        await engine.aclose()
     said = "".join(t.text for t in update.final if not t.text.startswith("<"))
     assert said.endswith("I didn't know."), said
 
